@@ -1,1 +1,1108 @@
-/* placeholder: being written */
+/*
+ * vspc: command-line client for vspcd.
+ *
+ * "list" asks the admin API for the port table over a minimal HTTP/1.1
+ * GET; "attach" joins the terminal to a console through the front door,
+ * decoding the server's stream with the proto telnet codec. The relay is a
+ * plain poll() loop over the socket and stdin. A terminal on stdin is put in
+ * raw mode and restored on every exit path (atexit and the signal handler).
+ *
+ * Escape (recognised anywhere in the input): Ctrl-] . detaches, Ctrl-]
+ * Ctrl-] sends one Ctrl-], Ctrl-] ? prints help; Ctrl-] followed by
+ * anything else sends both bytes.
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "compat.h"
+#include "telnet.h"
+#include "xmalloc.h"
+
+#ifndef VSPC_VERSION
+#define VSPC_VERSION "unknown"
+#endif
+
+#define VSPC_DEFAULT_STATE_DIR	"/var/lib/vspcd"
+#define VSPC_DEFAULT_HOST	"127.0.0.1"
+#define VSPC_DEFAULT_CLIENT	13371
+#define VSPC_DEFAULT_ADMIN	13372
+
+#define VSPC_HTTP_MAX		(16 * 1024 * 1024)
+#define VSPC_IO_TIMEOUT_MS	10000	/* connect, HTTP, front-door dialogue */
+#define VSPC_ESCAPE		0x1d	/* Ctrl-] */
+#define VSPC_PROMPT		"console (name, uuid or id): "
+#define VSPC_LINE_MAX		4096
+#define VSPC_OUTQ_HIGH		(64 * 1024)
+
+/* A growable byte buffer with a read offset. */
+struct buf {
+	uint8_t *data;
+	size_t off;
+	size_t len;
+	size_t cap;
+};
+
+/* Where a listener is. */
+struct endpoint {
+	char host[256];
+	char port[8];
+};
+
+/* Attach phases. */
+enum attach_phase {
+	ATTACH_PROMPT,		/* waiting for the prompt */
+	ATTACH_REPLY,		/* name sent, waiting for attached/error */
+	ATTACH_RELAY,		/* attached: console bytes to stdout */
+	ATTACH_FAILED,		/* error line seen */
+};
+
+/* State of one attach session. */
+struct attach {
+	struct telnet tn;
+	int fd;
+	const char *name;
+	enum attach_phase phase;
+	struct buf out;		/* to the server, already telnet-encoded */
+	char line[VSPC_LINE_MAX];
+	size_t line_len;
+	bool escape;		/* Ctrl-] seen, waiting for the next byte */
+	bool stdout_error;
+};
+
+static struct termios saved_tio;
+static bool tio_saved;
+static volatile sig_atomic_t got_signal;
+
+static __dead void usage(FILE *);
+static __dead void die(const char *, ...) printflike(1, 2);
+
+/* Print the usage text and exit. */
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: vspc [--state-dir DIR] [--admin HOST:PORT] "
+	    "[--client HOST:PORT] COMMAND ...\n"
+	    "       vspc list [--json]     list the consoles\n"
+	    "       vspc attach NAME       attach to a console "
+	    "(name, uuid or id)\n"
+	    "       vspc --help | --version\n"
+	    "\n"
+	    "Endpoints come from --admin/--client, else from "
+	    "STATE_DIR/listeners.json\n"
+	    "(state dir: --state-dir, $VSPC_STATE_DIR, default "
+	    VSPC_DEFAULT_STATE_DIR "),\n"
+	    "else 127.0.0.1:%d (admin) and 127.0.0.1:%d (client).\n"
+	    "While attached: Ctrl-] . detaches, Ctrl-] ? shows the "
+	    "escapes.\n", VSPC_DEFAULT_ADMIN, VSPC_DEFAULT_CLIENT);
+	exit(f == stdout ? 0 : 1);
+}
+
+/* Print "vspc: message" to stderr and exit 1. */
+static void
+die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("vspc: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+/* Append len bytes to a buffer, compacting or growing it. */
+static void
+buf_add(struct buf *b, const void *data, size_t len)
+{
+	size_t ncap;
+
+	if (b->off > 0 && b->off == b->len)
+		b->off = b->len = 0;
+	if (b->len + len > b->cap && b->off > 0) {
+		memmove(b->data, b->data + b->off, b->len - b->off);
+		b->len -= b->off;
+		b->off = 0;
+	}
+	if (b->len + len > b->cap) {
+		ncap = b->cap == 0 ? 4096 : b->cap;
+		while (ncap < b->len + len)
+			ncap *= 2;
+		b->data = xrealloc(b->data, ncap);
+		b->cap = ncap;
+	}
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+}
+
+/* Bytes waiting in a buffer. */
+static size_t
+buf_used(const struct buf *b)
+{
+	return (b->len - b->off);
+}
+
+/* Milliseconds on the monotonic clock. */
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+/* Milliseconds left until deadline, at least 0. */
+static int
+ms_left(int64_t deadline)
+{
+	int64_t left;
+
+	left = deadline - now_ms();
+	if (left < 0)
+		return (0);
+	return (left > INT32_MAX ? INT32_MAX : (int)left);
+}
+
+/* Parse HOST:PORT or [V6]:PORT into ep; false if malformed. */
+static bool
+endpoint_parse(const char *s, struct endpoint *ep)
+{
+	const char *colon, *host, *errstr;
+	size_t hlen;
+
+	colon = strrchr(s, ':');
+	if (colon == NULL || colon == s)
+		return (false);
+	host = s;
+	hlen = colon - s;
+	if (host[0] == '[') {
+		if (hlen < 3 || host[hlen - 1] != ']')
+			return (false);
+		host++;
+		hlen -= 2;
+	}
+	if (hlen >= sizeof ep->host)
+		return (false);
+	memcpy(ep->host, host, hlen);
+	ep->host[hlen] = '\0';
+	strtonum(colon + 1, 1, 65535, &errstr);
+	if (errstr != NULL)
+		return (false);
+	strlcpy(ep->port, colon + 1, sizeof ep->port);
+	return (true);
+}
+
+/* Set an endpoint to host and a numeric port. */
+static void
+endpoint_set(struct endpoint *ep, const char *host, long long port)
+{
+	strlcpy(ep->host, host, sizeof ep->host);
+	snprintf(ep->port, sizeof ep->port, "%lld", port);
+}
+
+/* Format an endpoint for messages (static buffer). */
+static const char *
+endpoint_str(const struct endpoint *ep)
+{
+	static char s[300];
+
+	if (strchr(ep->host, ':') != NULL)
+		snprintf(s, sizeof s, "[%s]:%s", ep->host, ep->port);
+	else
+		snprintf(s, sizeof s, "%s:%s", ep->host, ep->port);
+	return (s);
+}
+
+/*
+ * Find the endpoints: options win, else STATE_DIR/listeners.json, else the
+ * defaults. A listener the daemon reports as off is fatal when wanted.
+ */
+static void
+endpoints_resolve(const char *state_dir, const char *admin_opt,
+    const char *client_opt, bool want_admin, struct endpoint *admin,
+    struct endpoint *client)
+{
+	char path[4096];
+	json_t *root, *v;
+	json_error_t jerr;
+
+	endpoint_set(admin, VSPC_DEFAULT_HOST, VSPC_DEFAULT_ADMIN);
+	endpoint_set(client, VSPC_DEFAULT_HOST, VSPC_DEFAULT_CLIENT);
+	if (admin_opt != NULL && !endpoint_parse(admin_opt, admin))
+		die("bad --admin address: %s (want HOST:PORT)", admin_opt);
+	if (client_opt != NULL && !endpoint_parse(client_opt, client))
+		die("bad --client address: %s (want HOST:PORT)", client_opt);
+	if ((want_admin && admin_opt != NULL) ||
+	    (!want_admin && client_opt != NULL))
+		return;
+
+	if (state_dir == NULL)
+		state_dir = getenv("VSPC_STATE_DIR");
+	if (state_dir == NULL || *state_dir == '\0')
+		state_dir = VSPC_DEFAULT_STATE_DIR;
+	if ((size_t)snprintf(path, sizeof path, "%s/listeners.json",
+	    state_dir) >= sizeof path)
+		die("state dir path too long");
+	root = json_load_file(path, 0, &jerr);
+	if (root == NULL) {
+		if (access(path, F_OK) == 0)
+			die("%s: %s", path, jerr.text);
+		return;		/* no daemon state: defaults */
+	}
+	if (!json_is_object(root))
+		die("%s: not a JSON object", path);
+	if (want_admin && admin_opt == NULL) {
+		v = json_object_get(root, "admin");
+		if (json_is_integer(v) && json_integer_value(v) > 0 &&
+		    json_integer_value(v) <= 65535)
+			endpoint_set(admin, VSPC_DEFAULT_HOST,
+			    json_integer_value(v));
+		else if (json_is_null(v))
+			die("the admin API of vspcd is off (%s)", path);
+	}
+	if (!want_admin && client_opt == NULL) {
+		v = json_object_get(root, "client");
+		if (json_is_integer(v) && json_integer_value(v) > 0 &&
+		    json_integer_value(v) <= 65535)
+			endpoint_set(client, VSPC_DEFAULT_HOST,
+			    json_integer_value(v));
+		else if (json_is_null(v))
+			die("the front door of vspcd is off (%s)", path);
+	}
+	json_decref(root);
+}
+
+/* Connect with a timeout; returns a blocking fd, or -1 with errno set. */
+static int
+connect_endpoint(const struct endpoint *ep)
+{
+	struct addrinfo hints, *res, *ai;
+	struct pollfd pfd;
+	socklen_t sl;
+	int fd, rc, err, flags, one = 1;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_ADDRCONFIG;
+	rc = getaddrinfo(ep->host, ep->port, &hints, &res);
+	if (rc == EAI_NONAME || rc == EAI_ADDRFAMILY) {
+		hints.ai_flags = 0;
+		rc = getaddrinfo(ep->host, ep->port, &hints, &res);
+	}
+	if (rc != 0) {
+		fprintf(stderr, "vspc: %s: %s\n", endpoint_str(ep),
+		    gai_strerror(rc));
+		exit(1);
+	}
+	err = ECONNREFUSED;
+	fd = -1;
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+		    ai->ai_protocol);
+		if (fd == -1) {
+			err = errno;
+			continue;
+		}
+		flags = fcntl(fd, F_GETFL);
+		fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1) {
+			if (errno != EINPROGRESS) {
+				err = errno;
+				close(fd);
+				fd = -1;
+				continue;
+			}
+			pfd.fd = fd;
+			pfd.events = POLLOUT;
+			do {
+				rc = poll(&pfd, 1, VSPC_IO_TIMEOUT_MS);
+			} while (rc == -1 && errno == EINTR && !got_signal);
+			sl = sizeof err;
+			if (rc == 0)
+				err = ETIMEDOUT;
+			else if (rc == -1)
+				err = errno;
+			else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err,
+			    &sl) == -1)
+				err = errno;
+			if (rc <= 0 || err != 0) {
+				close(fd);
+				fd = -1;
+				continue;
+			}
+		}
+		fcntl(fd, F_SETFL, flags);
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		break;
+	}
+	freeaddrinfo(res);
+	if (fd == -1)
+		errno = err;
+	return (fd);
+}
+
+/* Connect or die with the standard message. */
+static int
+connect_or_die(const struct endpoint *ep)
+{
+	int fd;
+
+	if ((fd = connect_endpoint(ep)) == -1)
+		die("cannot reach vspcd at %s: %s", endpoint_str(ep),
+		    strerror(errno));
+	return (fd);
+}
+
+/* Write all of buf to a blocking fd; false on error. */
+static bool
+write_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				struct pollfd pfd = { .fd = fd,
+				    .events = POLLOUT };
+
+				poll(&pfd, 1, -1);
+				continue;
+			}
+			return (false);
+		}
+		p += n;
+		len -= n;
+	}
+	return (true);
+}
+
+/* Find a header in an HTTP header block (case-insensitive); NULL if none. */
+static const char *
+http_header(const char *hdrs, const char *name, size_t *vlen)
+{
+	const char *p, *eol, *v;
+	size_t nlen = strlen(name);
+
+	for (p = strstr(hdrs, "\r\n"); p != NULL; p = eol) {
+		p += 2;
+		if ((eol = strstr(p, "\r\n")) == NULL)
+			break;
+		if ((size_t)(eol - p) > nlen && p[nlen] == ':' &&
+		    strncasecmp(p, name, nlen) == 0) {
+			v = p + nlen + 1;
+			while (v < eol && (*v == ' ' || *v == '\t'))
+				v++;
+			*vlen = eol - v;
+			while (*vlen > 0 && (v[*vlen - 1] == ' ' ||
+			    v[*vlen - 1] == '\t'))
+				(*vlen)--;
+			return (v);
+		}
+	}
+	return (NULL);
+}
+
+/* Decode a chunked body in place; returns the length or -1 if malformed. */
+static ssize_t
+http_unchunk(char *body, size_t len)
+{
+	size_t in = 0, out = 0, n;
+	char *end;
+
+	for (;;) {
+		if (in >= len)
+			return (-1);
+		errno = 0;
+		n = strtoul(body + in, &end, 16);
+		if (end == body + in || errno != 0)
+			return (-1);
+		end = memmem(end, len - (end - body), "\r\n", 2);
+		if (end == NULL)
+			return (-1);
+		in = end + 2 - body;
+		if (n == 0)
+			return (out);
+		if (n > len - in)
+			return (-1);
+		memmove(body + out, body + in, n);
+		out += n;
+		in += n;
+		if (len - in < 2 || memcmp(body + in, "\r\n", 2) != 0)
+			return (-1);
+		in += 2;
+	}
+}
+
+/*
+ * GET path from ep with Connection: close, read to EOF (capped), check for
+ * 200 and return the body (NUL-terminated, caller frees). Dies on error.
+ */
+static char *
+http_get(const struct endpoint *ep, const char *path, size_t *bodylen)
+{
+	struct buf rb = { 0 };
+	struct pollfd pfd;
+	char req[1024], chunk[65536], *hdr_end, *body, *status_end;
+	const char *v;
+	int64_t deadline;
+	ssize_t n;
+	size_t vlen, blen, clen;
+	int fd, rc;
+
+	fd = connect_or_die(ep);
+	snprintf(req, sizeof req,
+	    "GET %s HTTP/1.1\r\n"
+	    "Host: %s\r\n"
+	    "User-Agent: vspc/%s\r\n"
+	    "Accept: application/json\r\n"
+	    "Connection: close\r\n\r\n", path, endpoint_str(ep), VSPC_VERSION);
+	if (!write_all(fd, req, strlen(req)))
+		die("cannot reach vspcd at %s: %s", endpoint_str(ep),
+		    strerror(errno));
+	deadline = now_ms() + VSPC_IO_TIMEOUT_MS;
+	for (;;) {
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		rc = poll(&pfd, 1, ms_left(deadline));
+		if (rc == -1 && errno == EINTR && !got_signal)
+			continue;
+		if (rc == -1)
+			die("%s: poll: %s", endpoint_str(ep), strerror(errno));
+		if (rc == 0)
+			die("%s: timed out waiting for the admin API",
+			    endpoint_str(ep));
+		n = read(fd, chunk, sizeof chunk);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			die("%s: read: %s", endpoint_str(ep), strerror(errno));
+		if (n == 0)
+			break;
+		if (buf_used(&rb) + n > VSPC_HTTP_MAX)
+			die("%s: response larger than %d bytes",
+			    endpoint_str(ep), VSPC_HTTP_MAX);
+		buf_add(&rb, chunk, n);
+	}
+	close(fd);
+	buf_add(&rb, "", 1);	/* NUL-terminate */
+
+	if (strncmp((char *)rb.data, "HTTP/1.", 7) != 0)
+		die("%s: not an HTTP response", endpoint_str(ep));
+	status_end = strstr((char *)rb.data, "\r\n");
+	if (status_end == NULL)
+		die("%s: truncated HTTP response", endpoint_str(ep));
+	*status_end = '\0';
+	if (strlen((char *)rb.data) < 12 ||
+	    strncmp((char *)rb.data + 8, " 200", 4) != 0)
+		die("%s%s: %s", endpoint_str(ep), path, (char *)rb.data);
+	*status_end = '\r';
+	hdr_end = strstr((char *)rb.data, "\r\n\r\n");
+	if (hdr_end == NULL)
+		die("%s: truncated HTTP response", endpoint_str(ep));
+	hdr_end[2] = '\0';	/* header block ends with one CRLF */
+	body = hdr_end + 4;
+	blen = rb.len - 1 - (body - (char *)rb.data);
+
+	if ((v = http_header((char *)rb.data, "Transfer-Encoding",
+	    &vlen)) != NULL && vlen == 7 && strncasecmp(v, "chunked", 7) == 0) {
+		n = http_unchunk(body, blen);
+		if (n < 0)
+			die("%s: malformed chunked response",
+			    endpoint_str(ep));
+		blen = n;
+	} else if ((v = http_header((char *)rb.data, "Content-Length",
+	    &vlen)) != NULL) {
+		clen = strtoull(v, NULL, 10);
+		if (clen > blen)
+			die("%s: truncated HTTP response body",
+			    endpoint_str(ep));
+		blen = clen;
+	}
+	memmove(rb.data, body, blen);
+	rb.data[blen] = '\0';
+	*bodylen = blen;
+	return ((char *)rb.data);
+}
+
+/* Copy s into dst (cap bytes) with control bytes shown as '?'. */
+static void
+sanitize(char *dst, size_t cap, const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i] != '\0' && i + 1 < cap; i++)
+		dst[i] = ((unsigned char)s[i] < 0x20 ||
+		    (unsigned char)s[i] == 0x7f) ? '?' : s[i];
+	dst[i] = '\0';
+}
+
+/* Cells of one table row. */
+#define LIST_NCOLS	7
+struct list_row {
+	char cell[LIST_NCOLS][256];
+};
+
+/* Format an integer member as a cell ("-" if missing or null). */
+static void
+list_int_cell(char *dst, size_t cap, json_t *port, const char *key)
+{
+	json_t *v = json_object_get(port, key);
+
+	if (json_is_integer(v))
+		snprintf(dst, cap, "%" JSON_INTEGER_FORMAT,
+		    json_integer_value(v));
+	else
+		strlcpy(dst, "-", cap);
+}
+
+/* Format a string member as a cell ("-" if missing). */
+static void
+list_str_cell(char *dst, size_t cap, json_t *port, const char *key)
+{
+	json_t *v = json_object_get(port, key);
+
+	if (json_is_string(v))
+		sanitize(dst, cap, json_string_value(v));
+	else
+		strlcpy(dst, "-", cap);
+}
+
+/* vspc list: print the port table or the raw JSON. */
+static int
+cmd_list(int argc, char **argv, const struct endpoint *admin)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	static const char *heads[LIST_NCOLS] = { "ID", "NAME", "CONNECTED",
+	    "PORT", "CLIENTS", "FROM-VM", "TO-VM" };
+	static const bool right[LIST_NCOLS] = { false, false, false, true,
+	    true, true, true };
+	struct list_row *rows;
+	json_t *root, *ports, *port, *v;
+	json_error_t jerr;
+	size_t width[LIST_NCOLS], blen, nrows, i, c, w;
+	char *body;
+	bool json_out = false;
+	int ch;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "+jh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'j':
+			json_out = true;
+			break;
+		case 'h':
+			usage(stdout);
+		default:
+			usage(stderr);
+		}
+	}
+	if (optind != argc)
+		usage(stderr);
+
+	body = http_get(admin, "/api/v1/ports", &blen);
+	if (json_out) {
+		fwrite(body, 1, blen, stdout);
+		if (blen == 0 || body[blen - 1] != '\n')
+			putchar('\n');
+		free(body);
+		return (fflush(stdout) == 0 ? 0 : 1);
+	}
+	root = json_loadb(body, blen, 0, &jerr);
+	free(body);
+	if (root == NULL)
+		die("bad JSON from vspcd: %s (line %d)", jerr.text, jerr.line);
+	ports = json_object_get(root, "ports");
+	if (!json_is_array(ports))
+		die("bad JSON from vspcd: no \"ports\" array");
+
+	nrows = json_array_size(ports) + 1;
+	rows = xcalloc(nrows, sizeof *rows);
+	for (c = 0; c < LIST_NCOLS; c++)
+		strlcpy(rows[0].cell[c], heads[c], sizeof rows[0].cell[c]);
+	json_array_foreach(ports, i, port) {
+		struct list_row *r = &rows[i + 1];
+
+		list_str_cell(r->cell[0], sizeof r->cell[0], port, "id");
+		list_str_cell(r->cell[1], sizeof r->cell[1], port, "vm_name");
+		v = json_object_get(port, "connected");
+		strlcpy(r->cell[2], json_is_true(v) ? "yes" : "no",
+		    sizeof r->cell[2]);
+		list_int_cell(r->cell[3], sizeof r->cell[3], port,
+		    "client_port");
+		list_int_cell(r->cell[4], sizeof r->cell[4], port, "clients");
+		list_int_cell(r->cell[5], sizeof r->cell[5], port,
+		    "bytes_from_vm");
+		list_int_cell(r->cell[6], sizeof r->cell[6], port,
+		    "bytes_to_vm");
+	}
+	json_decref(root);
+
+	for (c = 0; c < LIST_NCOLS; c++) {
+		width[c] = 0;
+		for (i = 0; i < nrows; i++) {
+			w = strlen(rows[i].cell[c]);
+			if (w > width[c])
+				width[c] = w;
+		}
+	}
+	for (i = 0; i < nrows; i++) {
+		for (c = 0; c < LIST_NCOLS; c++) {
+			if (c + 1 == LIST_NCOLS && !right[c])
+				printf("%s", rows[i].cell[c]);
+			else
+				printf(right[c] ? "%*s" : "%-*s",
+				    (int)width[c], rows[i].cell[c]);
+			if (c + 1 < LIST_NCOLS)
+				printf("  ");
+		}
+		putchar('\n');
+	}
+	free(rows);
+	return (fflush(stdout) == 0 ? 0 : 1);
+}
+
+/* Restore the terminal if we changed it. */
+static void
+tty_restore(void)
+{
+	if (tio_saved)
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tio);
+}
+
+/* Put the terminal on stdin in raw mode. */
+static void
+tty_raw(void)
+{
+	struct termios tio;
+
+	if (tcgetattr(STDIN_FILENO, &saved_tio) == -1)
+		return;
+	tio = saved_tio;
+	cfmakeraw(&tio);
+	tio.c_cc[VMIN] = 1;
+	tio.c_cc[VTIME] = 0;
+	tio_saved = true;
+	atexit(tty_restore);
+	if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &tio) == -1)
+		tio_saved = false;
+}
+
+/* Note a terminating signal; the loop exits and atexit restores the tty. */
+static void
+signal_cb(int sig)
+{
+	got_signal = sig;
+}
+
+/* Install the signal handlers (no SA_RESTART, so poll returns EINTR). */
+static void
+signals_init(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = signal_cb;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGQUIT, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+}
+
+/* Message to stderr; in raw mode lines need CR LF. */
+static void
+attach_msg(const char *msg)
+{
+	fputs(tio_saved ? "\r\n" : "", stderr);
+	fputs(msg, stderr);
+	fputs(tio_saved ? "\r\n" : "\n", stderr);
+	fflush(stderr);
+}
+
+/* Queue bytes for the server, doubling 0xFF. */
+static void
+attach_send(struct attach *a, const uint8_t *data, size_t len)
+{
+	uint8_t tmp[2 * 512];
+	size_t n;
+
+	while (len > 0) {
+		n = len > 512 ? 512 : len;
+		buf_add(&a->out, tmp, telnet_escape(tmp, data, n));
+		data += n;
+		len -= n;
+	}
+}
+
+/* Write console bytes to stdout. */
+static void
+attach_output(struct attach *a, const uint8_t *data, size_t len)
+{
+	if (a->stdout_error || len == 0)
+		return;
+	if (!write_all(STDOUT_FILENO, data, len))
+		a->stdout_error = true;
+}
+
+/* Handle one complete server line during the reply phase. */
+static void
+attach_reply_line(struct attach *a, const char *line)
+{
+	size_t nlen = strlen(a->name);
+
+	/* Our echoed name may run into the reply without a newline. */
+	if (strncmp(line, a->name, nlen) == 0 &&
+	    (strncmp(line + nlen, "attached to ", 12) == 0 ||
+	    strncmp(line + nlen, "vspcd: ", 7) == 0))
+		line += nlen;
+	if (strncmp(line, "attached to ", 12) == 0) {
+		fprintf(stderr, "%s\n", line);
+		fflush(stderr);
+		a->phase = ATTACH_RELAY;
+	} else if (strncmp(line, "vspcd: ", 7) == 0) {
+		fprintf(stderr, "%s\n", line);
+		fflush(stderr);
+		a->phase = ATTACH_FAILED;
+	}
+	/* Anything else is the echo of our own line. */
+}
+
+/* Feed dialogue bytes (prompt, echo, reply) and pass the rest on. */
+static void
+attach_dialogue(struct attach *a, const uint8_t *data, size_t len)
+{
+	static const char prompt[] = VSPC_PROMPT;
+	size_t plen = sizeof prompt - 1, i;
+	char *cr;
+
+	for (i = 0; i < len && a->phase != ATTACH_RELAY &&
+	    a->phase != ATTACH_FAILED; i++) {
+		if (a->line_len + 1 >= sizeof a->line) {
+			/* Keep the tail: it may hold the start of a prompt. */
+			memmove(a->line, a->line + a->line_len - plen, plen);
+			a->line_len = plen;
+		}
+		a->line[a->line_len++] = data[i];
+		a->line[a->line_len] = '\0';
+		if (a->phase == ATTACH_PROMPT) {
+			if (a->line_len >= plen && memcmp(a->line +
+			    a->line_len - plen, prompt, plen) == 0) {
+				attach_send(a, (const uint8_t *)a->name,
+				    strlen(a->name));
+				buf_add(&a->out, "\r\n", 2);
+				a->phase = ATTACH_REPLY;
+				a->line_len = 0;
+			}
+			continue;
+		}
+		if (data[i] != '\n')
+			continue;
+		a->line[--a->line_len] = '\0';
+		if ((cr = strchr(a->line, '\r')) != NULL)
+			*cr = '\0';
+		attach_reply_line(a, a->line);
+		a->line_len = 0;
+	}
+	if (a->phase == ATTACH_RELAY)
+		attach_output(a, data + i, len - i);
+}
+
+/* Telnet codec events. */
+static void
+attach_telnet_cb(void *arg, const struct telnet_event *ev)
+{
+	struct attach *a = arg;
+
+	switch (ev->type) {
+	case TELNET_EV_SEND:
+		buf_add(&a->out, ev->data, ev->len);
+		break;
+	case TELNET_EV_DATA:
+		if (a->phase == ATTACH_RELAY)
+			attach_output(a, ev->data, ev->len);
+		else
+			attach_dialogue(a, ev->data, ev->len);
+		break;
+	default:
+		break;
+	}
+}
+
+/* Handle keyboard bytes, with the Ctrl-] escape; true to detach. */
+static bool
+attach_input(struct attach *a, const uint8_t *data, size_t len)
+{
+	static const uint8_t esc = VSPC_ESCAPE;
+	size_t i, start = 0;
+
+	for (i = 0; i < len; i++) {
+		if (a->escape) {
+			a->escape = false;
+			start = i + 1;
+			if (data[i] == '.')
+				return (true);
+			if (data[i] == '?') {
+				attach_msg("vspc escapes: ^] . detach, "
+				    "^] ^] send ^], ^] ? this help");
+				continue;
+			}
+			if (data[i] != VSPC_ESCAPE)
+				attach_send(a, &esc, 1);
+			attach_send(a, &data[i], 1);
+			continue;
+		}
+		if (data[i] == VSPC_ESCAPE) {
+			attach_send(a, data + start, i - start);
+			a->escape = true;
+			start = i + 1;
+		}
+	}
+	attach_send(a, data + start, len - start);
+	return (false);
+}
+
+/* Flush queued bytes to the non-blocking socket; false on error. */
+static bool
+attach_flush(struct attach *a)
+{
+	ssize_t n;
+
+	while (buf_used(&a->out) > 0) {
+		n = write(a->fd, a->out.data + a->out.off, buf_used(&a->out));
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return (true);
+			return (false);
+		}
+		a->out.off += n;
+	}
+	a->out.off = a->out.len = 0;
+	return (true);
+}
+
+/* vspc attach NAME: front-door dialogue, then relay until detach. */
+static int
+cmd_attach(int argc, char **argv, const struct endpoint *client)
+{
+	static struct attach a;
+	struct pollfd pfd[2];
+	uint8_t rbuf[16384];
+	const char *name, *errmsg = NULL;
+	int64_t deadline;
+	ssize_t n;
+	bool stdin_open = true, is_tty;
+	int rc, status = 0;
+
+	if (argc == 2 && (strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "--help") == 0))
+		usage(stdout);
+	if (argc == 3 && strcmp(argv[1], "--") == 0) {
+		argv++;
+		argc--;
+	}
+	if (argc != 2)
+		usage(stderr);
+	name = argv[1];
+	if (*name == '\0' || strpbrk(name, "\r\n") != NULL)
+		die("bad console name");
+
+	signals_init();
+	memset(&a, 0, sizeof a);
+	a.name = name;
+	a.phase = ATTACH_PROMPT;
+	a.fd = connect_or_die(client);
+	fcntl(a.fd, F_SETFL, fcntl(a.fd, F_GETFL) | O_NONBLOCK);
+	telnet_init(&a.tn, attach_telnet_cb, &a);
+	telnet_set_accept(&a.tn, TELOPT_ECHO, false, true);
+	telnet_set_accept(&a.tn, TELOPT_SGA, true, true);
+	telnet_set_accept(&a.tn, TELOPT_BINARY, true, true);
+
+	is_tty = isatty(STDIN_FILENO);
+	deadline = now_ms() + VSPC_IO_TIMEOUT_MS;
+	while (!got_signal) {
+		if (!attach_flush(&a)) {
+			errmsg = "write to vspcd failed";
+			status = 1;
+			break;
+		}
+		if (a.phase == ATTACH_FAILED) {
+			status = 1;
+			break;
+		}
+		if (a.stdout_error) {
+			status = 1;
+			break;
+		}
+		if (a.phase == ATTACH_RELAY && is_tty && !tio_saved) {
+			tty_raw();
+			if (tio_saved)
+				attach_msg("(escape: ^] . to detach, "
+				    "^] ? for help)");
+		}
+
+		pfd[0].fd = a.fd;
+		pfd[0].events = POLLIN;
+		if (buf_used(&a.out) > 0)
+			pfd[0].events |= POLLOUT;
+		pfd[1].fd = STDIN_FILENO;
+		pfd[1].events = POLLIN;
+		if (a.phase != ATTACH_RELAY || !stdin_open ||
+		    buf_used(&a.out) > VSPC_OUTQ_HIGH)
+			pfd[1].fd = -1;
+		rc = poll(pfd, 2, a.phase == ATTACH_RELAY ? -1 :
+		    ms_left(deadline));
+		if (rc == -1) {
+			if (errno == EINTR)
+				continue;
+			errmsg = "poll failed";
+			status = 1;
+			break;
+		}
+		if (rc == 0) {
+			errmsg = "timed out waiting for the front door";
+			status = 1;
+			break;
+		}
+		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			n = read(a.fd, rbuf, sizeof rbuf);
+			if (n == -1 && (errno == EINTR || errno == EAGAIN))
+				continue;
+			if (n <= 0) {
+				if (n == -1)
+					errmsg = strerror(errno);
+				if (a.phase != ATTACH_RELAY || n == -1)
+					status = 1;
+				if (errmsg == NULL)
+					errmsg = "connection closed by vspcd";
+				break;
+			}
+			telnet_input(&a.tn, rbuf, n);
+		}
+		if (pfd[1].fd != -1 &&
+		    (pfd[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+			n = read(STDIN_FILENO, rbuf, sizeof rbuf);
+			if (n == -1 && (errno == EINTR || errno == EAGAIN))
+				continue;
+			if (n <= 0) {
+				/* EOF: keep relaying output. */
+				stdin_open = false;
+				if (a.escape) {
+					a.escape = false;
+					buf_add(&a.out, "\x1d", 1);
+				}
+				if (is_tty)
+					break;
+				continue;
+			}
+			if (attach_input(&a, rbuf, n)) {
+				attach_flush(&a);
+				break;
+			}
+		}
+	}
+	attach_flush(&a);
+	if (errmsg != NULL) {
+		snprintf((char *)rbuf, sizeof rbuf, "vspc: %s", errmsg);
+		attach_msg((char *)rbuf);
+	}
+	close(a.fd);
+	telnet_free(&a.tn);
+	free(a.out.data);
+	tty_restore();
+	tio_saved = false;
+	return (status);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "state-dir", required_argument, NULL, 's' },
+		{ "admin", required_argument, NULL, 'a' },
+		{ "client", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct endpoint admin, client;
+	const char *state_dir = NULL, *admin_opt = NULL, *client_opt = NULL;
+	const char *cmd;
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "+hV", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			state_dir = optarg;
+			break;
+		case 'a':
+			admin_opt = optarg;
+			break;
+		case 'c':
+			client_opt = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+		case 'V':
+			printf("vspc %s\n", VSPC_VERSION);
+			return (0);
+		default:
+			usage(stderr);
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1)
+		usage(stderr);
+	cmd = argv[0];
+	if (strcmp(cmd, "list") == 0 || strcmp(cmd, "ls") == 0) {
+		endpoints_resolve(state_dir, admin_opt, client_opt, true,
+		    &admin, &client);
+		return (cmd_list(argc, argv, &admin));
+	}
+	if (strcmp(cmd, "attach") == 0) {
+		endpoints_resolve(state_dir, admin_opt, client_opt, false,
+		    &admin, &client);
+		return (cmd_attach(argc, argv, &client));
+	}
+	if (strcmp(cmd, "help") == 0)
+		usage(stdout);
+	fprintf(stderr, "vspc: unknown command '%s'\n", cmd);
+	usage(stderr);
+}
