@@ -1,1 +1,179 @@
-/* placeholder: being written */
+/*
+ * Admin API: HTTP/JSON through libevent's evhttp. Handlers build a reply
+ * object from the port table; domain modules never format admin output.
+ *
+ *   GET /healthz        liveness and counts
+ *   GET /api/v1/ports   one object per port
+ */
+#include <sys/types.h>
+
+#include <netinet/in.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/http.h>
+#include <jansson.h>
+
+#include "vspcd.h"
+
+static struct evhttp *admin_http;
+
+/* Send a JSON reply and free it. */
+static void
+admin_reply(struct evhttp_request *req, int code, const char *reason,
+    json_t *obj)
+{
+	struct evbuffer *b;
+	char *s;
+
+	s = json_dumps(obj, JSON_COMPACT);
+	json_decref(obj);
+	b = evbuffer_new();
+	if (s != NULL) {
+		evbuffer_add(b, s, strlen(s));
+		evbuffer_add(b, "\n", 1);
+		free(s);
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "application/json");
+	evhttp_send_reply(req, code, reason, b);
+	evbuffer_free(b);
+}
+
+/* Reply with an error object. */
+static void
+admin_error(struct evhttp_request *req, int code, const char *reason,
+    const char *msg)
+{
+	admin_reply(req, code, reason, json_pack("{s:s}", "error", msg));
+}
+
+/* JSON string from text that may not be valid UTF-8. */
+static json_t *
+admin_string(const char *s)
+{
+	json_t *j;
+
+	if ((j = json_string(s)) == NULL)
+		j = json_string(log_escape(s, strlen(s)));
+	return (j);
+}
+
+/* One port as a JSON object. */
+static json_t *
+admin_port_json(struct port *p)
+{
+	json_t *o;
+
+	o = json_object();
+	json_object_set_new(o, "id", admin_string(p->id));
+	json_object_set_new(o, "vm_uuid", json_string(p->uuid));
+	json_object_set_new(o, "vm_name", admin_string(p->name));
+	json_object_set_new(o, "service_uri", admin_string(p->uri));
+	json_object_set_new(o, "label", admin_string(p->label));
+	json_object_set_new(o, "direction",
+	    json_string(p->direction == 'C' ? "client" : "server"));
+	json_object_set_new(o, "connected", json_boolean(p->vm != NULL));
+	json_object_set_new(o, "client_port", p->client_port != 0 ?
+	    json_integer(p->client_port) : json_null());
+	json_object_set_new(o, "clients", json_integer(p->nclients));
+	json_object_set_new(o, "bytes_from_vm",
+	    json_integer((json_int_t)p->bytes_from_vm));
+	json_object_set_new(o, "bytes_to_vm",
+	    json_integer((json_int_t)p->bytes_to_vm));
+	json_object_set_new(o, "client_bytes_dropped",
+	    json_integer((json_int_t)p->client_bytes_dropped));
+	json_object_set_new(o, "input_dropped",
+	    json_integer((json_int_t)p->input_dropped));
+	json_object_set_new(o, "vm_address", p->vm != NULL ?
+	    json_string(p->vm->addr) : json_null());
+	json_object_set_new(o, "last_seen", json_integer(p->last_seen));
+	return (o);
+}
+
+/* GET /api/v1/ports */
+static void
+admin_ports_cb(struct evhttp_request *req, void *arg)
+{
+	struct port *p;
+	json_t *a;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+		admin_error(req, 405, "Method Not Allowed", "use GET");
+		return;
+	}
+	a = json_array();
+	for (p = port_first(); p != NULL; p = port_next(p))
+		json_array_append_new(a, admin_port_json(p));
+	admin_reply(req, 200, "OK", json_pack("{s:o}", "ports", a));
+}
+
+/* GET /healthz */
+static void
+admin_healthz_cb(struct evhttp_request *req, void *arg)
+{
+	admin_reply(req, 200, "OK", json_pack("{s:s,s:i,s:i,s:i}",
+	    "status", "ok", "ports", (int)port_count(),
+	    "vm_connections", (int)n_vm_sessions, "clients", (int)n_clients));
+}
+
+/* Anything else. */
+static void
+admin_notfound_cb(struct evhttp_request *req, void *arg)
+{
+	admin_error(req, 404, "Not Found", "no such endpoint");
+}
+
+/* Start the admin listener on spec; reports the bound port. */
+int
+admin_start(const char *spec, int *bound_port)
+{
+	struct evhttp_bound_socket *hs;
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof ss;
+	char host[256];
+	int port;
+
+	if (listener_split(spec, host, sizeof host, &port) == -1) {
+		log_warnx("admin listener: bad address '%s'", spec);
+		return (-1);
+	}
+	admin_http = evhttp_new(ev_base);
+	evhttp_set_allowed_methods(admin_http, EVHTTP_REQ_GET |
+	    EVHTTP_REQ_HEAD);
+	evhttp_set_max_headers_size(admin_http, 16384);
+	evhttp_set_max_body_size(admin_http, 65536);
+	evhttp_set_timeout(admin_http, 30);
+	evhttp_set_cb(admin_http, "/api/v1/ports", admin_ports_cb, NULL);
+	evhttp_set_cb(admin_http, "/healthz", admin_healthz_cb, NULL);
+	evhttp_set_gencb(admin_http, admin_notfound_cb, NULL);
+	hs = evhttp_bind_socket_with_handle(admin_http, host, (uint16_t)port);
+	if (hs == NULL) {
+		log_warn("admin listener: cannot listen on %s", spec);
+		evhttp_free(admin_http);
+		admin_http = NULL;
+		return (-1);
+	}
+	*bound_port = port;
+	if (getsockname(evhttp_bound_socket_get_fd(hs),
+	    (struct sockaddr *)&ss, &sslen) == 0) {
+		if (ss.ss_family == AF_INET)
+			*bound_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		else if (ss.ss_family == AF_INET6)
+			*bound_port = ntohs(
+			    ((struct sockaddr_in6 *)&ss)->sin6_port);
+	}
+	log_info("admin listener on %s (port %d)", spec, *bound_port);
+	return (0);
+}
+
+/* Stop the admin listener. */
+void
+admin_stop(void)
+{
+	if (admin_http != NULL)
+		evhttp_free(admin_http);
+	admin_http = NULL;
+}

@@ -1,1 +1,400 @@
-/* placeholder: being written */
+/*
+ * Client side: telnet viewers, through a port's own listener (attached at
+ * once, no banner) or through the front door (one line names the console).
+ *
+ * We offer WILL ECHO, WILL SGA, DO SGA, WILL BINARY, DO BINARY, which gives
+ * a stock telnet client character-at-a-time mode with no local echo and an
+ * 8-bit clean path. Raw TCP clients that never negotiate work too.
+ *
+ * Slow clients: output queued for one client is capped at cfg.client_queue.
+ * Past the cap, console output for that client only is skipped and counted;
+ * once its queue has drained below half the cap it is told
+ * "[vspcd: N bytes skipped, client too slow]" and live output resumes. The
+ * VM and the other clients never wait for it.
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vspcd.h"
+
+#define CLIENT_READ_CHUNK	16384
+#define CLIENT_PROMPT		"console (name, uuid or id): "
+
+struct clients all_clients = TAILQ_HEAD_INITIALIZER(all_clients);
+u_int n_clients;
+
+static void	client_read_cb(struct bufferevent *, void *);
+static void	client_write_cb(struct bufferevent *, void *);
+static void	client_event_cb(struct bufferevent *, short, void *);
+static void	client_telnet_cb(void *, const struct telnet_event *);
+
+/* Send text (no 0xFF in it) to a client. */
+static void
+client_puts(struct client *c, const char *s)
+{
+	bufferevent_write(c->bev, s, strlen(s));
+}
+
+/* Console output for this client, subject to its queue cap. */
+void
+client_write_console(struct client *c, const uint8_t *data, size_t len)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	if (c->dead)
+		return;
+	if (c->skipping || evbuffer_get_length(out) + len > cfg.client_queue) {
+		if (!c->skipping)
+			log_info("client %s: too slow, skipping output",
+			    c->addr);
+		c->skipping = true;
+		c->skipped += len;
+		return;
+	}
+	evbuffer_add(out, data, len);
+}
+
+/* Stop or resume reading a client (backpressure from the VM queue). */
+void
+client_pause(struct client *c, bool pause)
+{
+	if (c->paused == pause)
+		return;
+	c->paused = pause;
+	if (pause)
+		bufferevent_disable(c->bev, EV_READ);
+	else {
+		bufferevent_enable(c->bev, EV_READ);
+		/* Input left unread when we paused gets processed now. */
+		if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+			bufferevent_trigger(c->bev, EV_READ,
+			    BEV_TRIG_IGNORE_WATERMARKS |
+			    BEV_TRIG_DEFER_CALLBACKS);
+	}
+}
+
+/* Attach a client to a port. */
+static void
+client_attach(struct client *c, struct port *p)
+{
+	c->frontdoor = false;
+	port_attach(p, c);
+}
+
+/* Input for the console: NVT newline handling, then to the port. */
+static void
+client_console_input(struct client *c, const uint8_t *data, size_t len)
+{
+	uint8_t buf[CLIENT_READ_CHUNK];
+	size_t n;
+
+	if (c->port == NULL || len == 0)
+		return;
+	if (c->skip_lf) {
+		/* The LF or NUL of the CR that ended the front-door line. */
+		c->skip_lf = false;
+		if (data[0] == '\n' || data[0] == '\0') {
+			data++;
+			if (--len == 0)
+				return;
+		}
+	}
+	if (telnet_enabled(&c->tn, TELOPT_BINARY, false)) {
+		port_input(c->port, data, len);
+		return;
+	}
+	while (len > 0) {
+		n = len < sizeof buf ? len : sizeof buf;
+		memcpy(buf, data, n);
+		port_input(c->port, buf,
+		    telnet_nvt_filter(buf, n, &c->pending_cr));
+		data += n;
+		len -= n;
+	}
+}
+
+/* A complete front-door line: find the console and attach. */
+static bool
+client_frontdoor_line(struct client *c)
+{
+	struct port *m[8];
+	char msg[512];
+	int n, i;
+	size_t o;
+
+	c->line[c->linelen] = '\0';
+	c->linelen = 0;
+	if (c->line[0] == '\0') {
+		client_puts(c, CLIENT_PROMPT);
+		return (false);
+	}
+	n = port_lookup(c->line, m, nitems(m));
+	if (n == 1) {
+		snprintf(msg, sizeof msg, "attached to %s [%s]\r\n",
+		    m[0]->name[0] != '\0' ? m[0]->name : "(unnamed)", m[0]->id);
+		client_puts(c, msg);
+		client_attach(c, m[0]);
+		return (true);
+	}
+	if (n == 0)
+		snprintf(msg, sizeof msg, "vspcd: no console named '%s'\r\n",
+		    log_escape(c->line, strlen(c->line)));
+	else {
+		o = (size_t)snprintf(msg, sizeof msg,
+		    "vspcd: '%s' matches %d consoles:",
+		    log_escape(c->line, strlen(c->line)), n);
+		for (i = 0; i < n && i < (int)nitems(m) && o < sizeof msg; i++)
+			o += (size_t)snprintf(msg + o, sizeof msg - o, " %s",
+			    m[i]->id);
+		if (o < sizeof msg)
+			snprintf(msg + o, sizeof msg - o, "\r\n");
+		else
+			strlcpy(msg + sizeof msg - 3, "\r\n", 3);
+	}
+	client_puts(c, msg);
+	client_puts(c, CLIENT_PROMPT);
+	return (false);
+}
+
+/* Line editing at the front door; the rest of the input goes to the port. */
+static void
+client_frontdoor_input(struct client *c, const uint8_t *data, size_t len)
+{
+	bool echo = telnet_enabled(&c->tn, TELOPT_ECHO, true);
+	size_t i;
+	uint8_t ch;
+
+	for (i = 0; i < len; i++) {
+		ch = data[i];
+		if (ch == '\r' || ch == '\n') {
+			if (ch == '\n' && c->line_cr && c->linelen == 0) {
+				c->line_cr = false;
+				continue;
+			}
+			c->line_cr = ch == '\r';
+			if (echo)
+				client_puts(c, "\r\n");
+			if (client_frontdoor_line(c)) {
+				/* Swallow the LF or NUL of a CR LF / CR NUL. */
+				c->skip_lf = c->line_cr;
+				client_console_input(c, data + i + 1,
+				    len - i - 1);
+				return;
+			}
+			continue;
+		}
+		c->line_cr = false;
+		if (ch == 0)
+			continue;
+		if (ch == 0x7f || ch == 0x08) {
+			if (c->linelen > 0) {
+				c->linelen--;
+				if (echo)
+					client_puts(c, "\b \b");
+			}
+			continue;
+		}
+		if (ch == 0x03 || ch == 0x04) {
+			c->dead = true;
+			return;
+		}
+		if (ch < 0x20 || c->linelen + 1 >= sizeof c->line)
+			continue;
+		c->line[c->linelen++] = (char)ch;
+		if (echo)
+			bufferevent_write(c->bev, &ch, 1);
+	}
+}
+
+/* Events from the client's telnet codec. */
+static void
+client_telnet_cb(void *arg, const struct telnet_event *ev)
+{
+	struct client *c = arg;
+	static const uint8_t ctrl_c = 0x03;
+
+	if (c->dead)
+		return;
+	switch (ev->type) {
+	case TELNET_EV_DATA:
+		if (c->frontdoor)
+			client_frontdoor_input(c, ev->data, ev->len);
+		else
+			client_console_input(c, ev->data, ev->len);
+		break;
+	case TELNET_EV_SEND:
+		bufferevent_write(c->bev, ev->data, ev->len);
+		break;
+	case TELNET_EV_CMD:
+		if (ev->cmd == TELNET_IP && c->port != NULL)
+			port_input(c->port, &ctrl_c, 1);
+		else if (ev->cmd == TELNET_AYT)
+			client_puts(c, "\r\n[vspcd: yes]\r\n");
+		break;
+	case TELNET_EV_ERROR:
+		log_debug("client %s: telnet protocol error %d", c->addr,
+		    ev->err);
+		break;
+	case TELNET_EV_NEG:
+	case TELNET_EV_OPTION:
+	case TELNET_EV_SB:
+		break;
+	}
+}
+
+/* Read what the client typed. */
+static void
+client_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer_iovec v[4];
+	size_t total, l;
+	int i, n;
+
+	while (!c->dead && evbuffer_get_length(in) > 0) {
+		n = evbuffer_peek(in, CLIENT_READ_CHUNK, NULL, v, nitems(v));
+		if (n > (int)nitems(v))
+			n = nitems(v);
+		total = 0;
+		for (i = 0; i < n && !c->dead; i++) {
+			l = v[i].iov_len;
+			if (total + l > CLIENT_READ_CHUNK)
+				l = CLIENT_READ_CHUNK - total;
+			telnet_input(&c->tn, v[i].iov_base, l);
+			total += l;
+			if (total >= CLIENT_READ_CHUNK)
+				break;
+		}
+		evbuffer_drain(in, total);
+		if (c->paused)
+			break;
+	}
+	if (c->dead)
+		client_close(c, "client quit");
+}
+
+/* The client's queue drained: end a skip with a notice. */
+static void
+client_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+	char msg[128];
+
+	if (!c->skipping)
+		return;
+	snprintf(msg, sizeof msg,
+	    "\r\n[vspcd: %llu bytes skipped, client too slow]\r\n",
+	    (unsigned long long)c->skipped);
+	c->skipping = false;
+	client_puts(c, msg);
+	log_info("client %s: caught up after skipping %llu bytes", c->addr,
+	    (unsigned long long)c->skipped);
+}
+
+/* EOF or error on a client. */
+static void
+client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct client *c = arg;
+
+	if (what & BEV_EVENT_EOF)
+		client_close(c, "closed by client");
+	else if (what & BEV_EVENT_ERROR)
+		client_close(c, evutil_socket_error_to_string(
+		    EVUTIL_SOCKET_ERROR()));
+}
+
+/* Set up a new client connection. */
+static struct client *
+client_new(evutil_socket_t fd, struct sockaddr *sa)
+{
+	struct client *c;
+	int one = 1;
+
+	c = xcalloc(1, sizeof *c);
+	listener_addr_str(sa, c->addr, sizeof c->addr);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	c->bev = bufferevent_socket_new(ev_base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		evutil_closesocket(fd);
+		free(c);
+		return (NULL);
+	}
+	TAILQ_INSERT_TAIL(&all_clients, c, all_entry);
+	n_clients++;
+	bufferevent_setcb(c->bev, client_read_cb, client_write_cb,
+	    client_event_cb, c);
+	bufferevent_setwatermark(c->bev, EV_WRITE, cfg.client_queue / 2, 0);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, CLIENT_READ_CHUNK);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+
+	telnet_init(&c->tn, client_telnet_cb, c);
+	telnet_set_accept(&c->tn, TELOPT_ECHO, true, false);
+	telnet_set_accept(&c->tn, TELOPT_SGA, true, true);
+	telnet_set_accept(&c->tn, TELOPT_BINARY, true, true);
+	telnet_request(&c->tn, TELOPT_ECHO, true, true);
+	telnet_request(&c->tn, TELOPT_SGA, true, true);
+	telnet_request(&c->tn, TELOPT_SGA, false, true);
+	telnet_request(&c->tn, TELOPT_BINARY, true, true);
+	telnet_request(&c->tn, TELOPT_BINARY, false, true);
+	return (c);
+}
+
+/* Accept a client on the front door. */
+void
+client_accept_frontdoor_cb(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct client *c;
+
+	if ((c = client_new(fd, sa)) == NULL)
+		return;
+	c->frontdoor = true;
+	log_debug("client %s: front door", c->addr);
+	client_puts(c, CLIENT_PROMPT);
+}
+
+/* Accept a client on a port's own listener. */
+void
+client_accept_port_cb(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct port *p = arg;
+	struct client *c;
+
+	if ((c = client_new(fd, sa)) == NULL)
+		return;
+	client_attach(c, p);
+}
+
+/* Close a client. The one teardown. */
+void
+client_close(struct client *c, const char *reason)
+{
+	if (c->port != NULL)
+		port_detach(c->port, c);
+	log_debug("client %s: closed: %s", c->addr, reason);
+	TAILQ_REMOVE(&all_clients, c, all_entry);
+	n_clients--;
+	bufferevent_free(c->bev);
+	telnet_free(&c->tn);
+	free(c);
+}
+
+/* Close every client (shutdown). */
+void
+client_close_all(void)
+{
+	struct client *c;
+
+	while ((c = TAILQ_FIRST(&all_clients)) != NULL)
+		client_close(c, "shutting down");
+}

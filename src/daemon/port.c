@@ -1,1 +1,452 @@
-/* placeholder: being written */
+/*
+ * Ports: one per (normalised VC UUID, service URI). A port outlives its VM
+ * connections: clients attach here, and a VM that reconnects (reboot,
+ * reconfigure) is bound to the same port, so attached clients see the new
+ * output without doing anything.
+ *
+ * Fan-out policy (VM -> clients): the VM side is never slowed. Each client
+ * has an output cap (cfg.client_queue); output that would exceed it is
+ * skipped for that client only and counted, and the client is told how much
+ * it missed once its queue has drained (see client.c).
+ *
+ * Input policy (clients -> VM): bytes go to the active VM connection through
+ * a bounded queue; when the queue passes cfg.vm_queue every client of the
+ * port stops being read (TCP backpressure) until it drains below half.
+ * Input typed while no VM is connected is discarded and counted.
+ */
+#include <sys/types.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vspcd.h"
+
+static int	port_key_cmp(struct port *, struct port *);
+static int	port_id_cmp(struct port *, struct port *);
+
+RB_HEAD(port_keys, port) port_keys = RB_INITIALIZER(&port_keys);
+RB_GENERATE_STATIC(port_keys, port, key_entry, port_key_cmp)
+
+RB_HEAD(port_ids, port) port_ids = RB_INITIALIZER(&port_ids);
+RB_GENERATE_STATIC(port_ids, port, id_entry, port_id_cmp)
+
+static TAILQ_HEAD(, port) all_ports = TAILQ_HEAD_INITIALIZER(all_ports);
+static u_int n_ports;
+
+/* Per-port listener numbers in use, for the configured range. */
+static uint8_t *port_range_used;
+
+/* Order ports by key. */
+static int
+port_key_cmp(struct port *a, struct port *b)
+{
+	int r;
+
+	if ((r = strcmp(a->uuid, b->uuid)) != 0)
+		return (r);
+	return (strcmp(a->uri, b->uri));
+}
+
+/* Order ports by id. */
+static int
+port_id_cmp(struct port *a, struct port *b)
+{
+	return (strcmp(a->id, b->id));
+}
+
+/* Find a port by key. */
+struct port *
+port_find_key(const char *uuid, const char *uri)
+{
+	struct port find;
+
+	strlcpy(find.uuid, uuid, sizeof find.uuid);
+	find.uri = (char *)(uintptr_t)uri;
+	return (RB_FIND(port_keys, &port_keys, &find));
+}
+
+/* Find a port by id. */
+struct port *
+port_find_id(const char *id)
+{
+	struct port find;
+
+	find.id = (char *)(uintptr_t)id;
+	return (RB_FIND(port_ids, &port_ids, &find));
+}
+
+/* Number of known ports. */
+u_int
+port_count(void)
+{
+	return (n_ports);
+}
+
+/* Iterate ports in creation order. */
+struct port *
+port_first(void)
+{
+	return (TAILQ_FIRST(&all_ports));
+}
+
+/* Next port in creation order. */
+struct port *
+port_next(struct port *p)
+{
+	return (TAILQ_NEXT(p, entry));
+}
+
+/* True if uri is exactly one of the accepted prefixes, with no query. */
+bool
+port_uri_is_bare(const char *uri)
+{
+	int i;
+
+	for (i = 0; i < cfg.n_service_uri; i++) {
+		if (strcmp(cfg.service_uri[i], uri) == 0)
+			return (true);
+	}
+	return (false);
+}
+
+/* Per-port client listener accepted nothing: close on idle expiry. */
+static void
+port_expiry_timer(evutil_socket_t fd, short events, void *arg)
+{
+	struct port *p = arg;
+
+	if (p->vm != NULL || p->nclients != 0)
+		return;
+	log_info("port %s: expired after %d s with no VM and no client",
+	    p->id, cfg.port_expiry);
+	port_free(p);
+}
+
+/* Start or stop the expiry timer according to the port's use. */
+void
+port_check_expiry(struct port *p)
+{
+	struct timeval tv;
+
+	if (p->vm == NULL && p->nclients == 0) {
+		tv.tv_sec = cfg.port_expiry;
+		tv.tv_usec = 0;
+		evtimer_add(p->expiry_ev, &tv);
+	} else
+		evtimer_del(p->expiry_ev);
+}
+
+/* Give the port its own telnet listener from the configured range. */
+static void
+port_open_listener(struct port *p)
+{
+	int n, i, bound;
+
+	if (cfg.port_lo < 0)
+		return;
+	if (cfg.port_lo == 0) {
+		p->listener = listener_open_addr(cfg.client_bind, 0,
+		    client_accept_port_cb, p, &bound);
+		if (p->listener != NULL)
+			p->client_port = bound;
+		else
+			log_warn("port %s: cannot open a client listener",
+			    p->id);
+		return;
+	}
+	n = cfg.port_hi - cfg.port_lo + 1;
+	if (port_range_used == NULL)
+		port_range_used = xcalloc((size_t)n, 1);
+	for (i = 0; i < n; i++) {
+		if (port_range_used[i])
+			continue;
+		p->listener = listener_open_addr(cfg.client_bind,
+		    cfg.port_lo + i, client_accept_port_cb, p, &bound);
+		if (p->listener == NULL) {
+			if (errno == EADDRINUSE)
+				continue;
+			log_warn("port %s: cannot listen on %s:%d", p->id,
+			    cfg.client_bind, cfg.port_lo + i);
+			return;
+		}
+		port_range_used[i] = 1;
+		p->client_port = bound;
+		return;
+	}
+	log_warnx("port %s: no free client port in %d-%d", p->id,
+	    cfg.port_lo, cfg.port_hi);
+}
+
+/* Build a unique id for a new port. */
+static char *
+port_make_id(const char *uuid, const char *label)
+{
+	char buf[128];
+	int n;
+
+	if (label[0] == '\0')
+		snprintf(buf, sizeof buf, "%s", uuid);
+	else
+		snprintf(buf, sizeof buf, "%s.%s", uuid, label);
+	if (port_find_id(buf) == NULL)
+		return (xstrdup(buf));
+	for (n = 2;; n++) {
+		char alt[160];
+
+		snprintf(alt, sizeof alt, "%s~%d", buf, n);
+		if (port_find_id(alt) == NULL)
+			return (xstrdup(alt));
+	}
+}
+
+/* Derive a label from a service URI that has no port= parameter. */
+static void
+port_label_from_uri(const char *uri, char *out, size_t outcap)
+{
+	size_t i, o = 0;
+
+	for (i = 0; uri[i] != '\0' && o + 1 < outcap; i++) {
+		char c = uri[i];
+
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-')
+			out[o++] = c;
+		else if (o > 0 && out[o - 1] != '_')
+			out[o++] = '_';
+	}
+	out[o] = '\0';
+}
+
+/* Create a port for a newly seen key. */
+struct port *
+port_create(const char *uuid, const char *uri, uint8_t dir)
+{
+	struct port *p;
+
+	p = xcalloc(1, sizeof *p);
+	strlcpy(p->uuid, uuid, sizeof p->uuid);
+	p->uri = xstrdup(uri);
+	p->direction = dir;
+	p->name = xstrdup("");
+	if (vmwext_uri_label((const uint8_t *)uri, strlen(uri), p->label,
+	    sizeof p->label) == 0 && !port_uri_is_bare(uri))
+		port_label_from_uri(uri, p->label, sizeof p->label);
+	p->id = port_make_id(uuid, p->label);
+	TAILQ_INIT(&p->clients);
+	p->expiry_ev = evtimer_new(ev_base, port_expiry_timer, p);
+	p->created = p->last_seen = time(NULL);
+	RB_INSERT(port_keys, &port_keys, p);
+	RB_INSERT(port_ids, &port_ids, p);
+	TAILQ_INSERT_TAIL(&all_ports, p, entry);
+	n_ports++;
+	port_open_listener(p);
+	log_info("port %s: new (uri '%s', client port %d)", p->id,
+	    log_escape(uri, strlen(uri)), p->client_port);
+	return (p);
+}
+
+/* Set the VM name shown for the port. */
+void
+port_set_name(struct port *p, const char *name)
+{
+	if (strcmp(p->name, name) == 0)
+		return;
+	free(p->name);
+	p->name = xstrdup(name);
+}
+
+/*
+ * Find ports by what a person types: an exact id, a UUID in any accepted
+ * form, or a VM name. Fills up to max matches; returns the match count.
+ */
+int
+port_lookup(const char *name, struct port **out, int max)
+{
+	struct port *p;
+	char uuid[33];
+	int n = 0;
+	bool by_uuid;
+
+	if ((p = port_find_id(name)) != NULL) {
+		if (max > 0)
+			out[0] = p;
+		return (1);
+	}
+	by_uuid = vmwext_uuid_normalise((const uint8_t *)name, strlen(name),
+	    uuid) == 0;
+	TAILQ_FOREACH(p, &all_ports, entry) {
+		if ((by_uuid && strcmp(p->uuid, uuid) == 0) ||
+		    (!by_uuid && strcmp(p->name, name) == 0)) {
+			if (n < max)
+				out[n] = p;
+			n++;
+		}
+	}
+	return (n);
+}
+
+/* Make vs the port's active VM connection. */
+void
+port_bind_vm(struct port *p, struct vm_session *vs)
+{
+	struct vm_session *old = p->vm;
+
+	if (old == vs)
+		return;
+	if (old != NULL) {
+		log_info("port %s: new connection from %s replaces %s",
+		    p->id, vs->addr, old->addr);
+		old->port = NULL;
+		vm_retire(old);
+	}
+	p->vm = vs;
+	vs->port = p;
+	p->last_seen = time(NULL);
+	port_check_expiry(p);
+	port_vm_writable(p);
+}
+
+/* The port's VM connection went away. */
+void
+port_unbind_vm(struct port *p, struct vm_session *vs)
+{
+	if (p->vm != vs)
+		return;
+	p->vm = NULL;
+	p->last_seen = time(NULL);
+	/* Nothing will drain: let clients type (input is discarded). */
+	port_vm_writable(p);
+	port_check_expiry(p);
+}
+
+/* Fan VM output out to every attached client. */
+void
+port_output(struct port *p, const uint8_t *data, size_t len)
+{
+	static uint8_t *esc;
+	static size_t esccap;
+	struct client *c, *c1;
+	size_t elen;
+
+	p->bytes_from_vm += len;
+	if (TAILQ_EMPTY(&p->clients))
+		return;
+	/* Escape once for all clients. */
+	if (memchr(data, TELNET_IAC, len) != NULL) {
+		if (esccap < len * 2) {
+			esccap = len * 2;
+			esc = xrealloc(esc, esccap);
+		}
+		elen = telnet_escape(esc, data, len);
+		data = esc;
+		len = elen;
+	}
+	TAILQ_FOREACH_SAFE(c, &p->clients, entry, c1)
+		client_write_console(c, data, len);
+}
+
+/* Send client input to the VM, or count it as dropped if none. */
+void
+port_input(struct port *p, const uint8_t *data, size_t len)
+{
+	struct client *c;
+
+	if (len == 0)
+		return;
+	if (p->vm == NULL || p->vm->retiring) {
+		p->input_dropped += len;
+		return;
+	}
+	vm_send_data(p->vm, data, len);
+	p->bytes_to_vm += len;
+	if (!p->clients_paused && vm_queue_len(p->vm) > cfg.vm_queue) {
+		p->clients_paused = true;
+		TAILQ_FOREACH(c, &p->clients, entry)
+			client_pause(c, true);
+	}
+}
+
+/* The to-VM queue drained (or the VM went away): read clients again. */
+void
+port_vm_writable(struct port *p)
+{
+	struct client *c;
+
+	if (!p->clients_paused)
+		return;
+	if (p->vm != NULL && vm_queue_len(p->vm) > cfg.vm_queue / 2)
+		return;
+	p->clients_paused = false;
+	TAILQ_FOREACH(c, &p->clients, entry)
+		client_pause(c, false);
+}
+
+/* Attach a client to the port. */
+void
+port_attach(struct port *p, struct client *c)
+{
+	c->port = p;
+	TAILQ_INSERT_TAIL(&p->clients, c, entry);
+	p->nclients++;
+	if (p->clients_paused)
+		client_pause(c, true);
+	port_check_expiry(p);
+	log_info("port %s: client %s attached (%u clients)", p->id, c->addr,
+	    p->nclients);
+}
+
+/* Detach a client from the port. */
+void
+port_detach(struct port *p, struct client *c)
+{
+	TAILQ_REMOVE(&p->clients, c, entry);
+	p->nclients--;
+	c->port = NULL;
+	p->client_bytes_dropped += c->skipped;
+	port_check_expiry(p);
+	log_info("port %s: client %s detached (%u clients)", p->id, c->addr,
+	    p->nclients);
+}
+
+/* Forget a port: close its listener and clients. The one teardown. */
+void
+port_free(struct port *p)
+{
+	struct client *c;
+
+	while ((c = TAILQ_FIRST(&p->clients)) != NULL)
+		client_close(c, "port removed");
+	if (p->vm != NULL) {
+		p->vm->port = NULL;
+		vm_close(p->vm, "port removed");
+		p->vm = NULL;
+	}
+	if (p->listener != NULL) {
+		evconnlistener_free(p->listener);
+		if (port_range_used != NULL && cfg.port_lo > 0)
+			port_range_used[p->client_port - cfg.port_lo] = 0;
+	}
+	event_free(p->expiry_ev);
+	RB_REMOVE(port_keys, &port_keys, p);
+	RB_REMOVE(port_ids, &port_ids, p);
+	TAILQ_REMOVE(&all_ports, p, entry);
+	n_ports--;
+	free(p->uri);
+	free(p->id);
+	free(p->name);
+	free(p);
+}
+
+/* Free every port (shutdown). */
+void
+port_free_all(void)
+{
+	struct port *p;
+
+	while ((p = TAILQ_FIRST(&all_ports)) != NULL)
+		port_free(p);
+	free(port_range_used);
+	port_range_used = NULL;
+}

@@ -1,1 +1,531 @@
-/* placeholder: being written */
+/*
+ * VM side: one session per TCP connection from an ESXi host.
+ *
+ * On accept we negotiate as PROTOCOL-VMWARE.md section 4.3 recommends:
+ * WILL/DO BINARY, WILL/DO SGA, DO VMWARE-EXT (RFC 1143 through the telnet
+ * codec, which refuses AUTHENTICATION and COM-PORT with DONT). When the
+ * extension is on, or KNOWN-SUBOPTIONS-1 arrives, we send our fixed
+ * KNOWN-SUBOPTIONS-2 and ask for the VC UUID and the VM name. DO-PROXY is
+ * answered WILL-PROXY or WONT-PROXY from the service URI policy. Once the
+ * UUID and an accepted service URI are known the session is bound to its
+ * port; console data that arrived earlier is held (bounded, with read
+ * backpressure past the cap) and released at that moment, in order.
+ *
+ * vMotion is not handled yet: BEGIN gets NOTNOW, PEER gets no PEER-OK and
+ * the connection stays unbound (it is closed at the identification
+ * deadline).
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vspcd.h"
+
+#define VM_READ_CHUNK		16384
+#define VM_RETIRE_TIMEOUT	10
+#define VM_MAX_ERRORS_LOGGED	8
+
+struct vm_sessions vm_sessions = TAILQ_HEAD_INITIALIZER(vm_sessions);
+u_int n_vm_sessions;
+
+static void	vm_read_cb(struct bufferevent *, void *);
+static void	vm_write_cb(struct bufferevent *, void *);
+static void	vm_event_cb(struct bufferevent *, short, void *);
+static void	vm_telnet_cb(void *, const struct telnet_event *);
+
+/* Queue a VMWARE-EXT command. */
+static void
+vm_send_ext(struct vm_session *vs, uint8_t cmd, const uint8_t *a,
+    size_t alen, const uint8_t *b, size_t blen)
+{
+	uint8_t buf[16 + 4 * VMWEXT_COOKIE_MAX + 512];
+	size_t n;
+
+	n = vmwext_encode(buf, sizeof buf, cmd, a, alen, b, blen);
+	if (n == 0) {
+		log_warnx("vm %s: cannot encode %s", vs->addr,
+		    vmwext_cmd_name(cmd));
+		return;
+	}
+	bufferevent_write(vs->bev, buf, n);
+}
+
+/* Console bytes for the VM, with 0xFF doubled. */
+void
+vm_send_data(struct vm_session *vs, const uint8_t *data, size_t len)
+{
+	evbuffer_add_escaped(bufferevent_get_output(vs->bev), data, len);
+}
+
+/* Bytes queued toward the VM, not yet written to the socket. */
+size_t
+vm_queue_len(struct vm_session *vs)
+{
+	return (evbuffer_get_length(bufferevent_get_output(vs->bev)));
+}
+
+/* True if the host listed code in KNOWN-SUBOPTIONS-1 (or sent none). */
+static bool
+vm_host_knows(struct vm_session *vs, uint8_t code)
+{
+	if (!vs->have_ks1)
+		return (true);
+	return ((vs->ks1[code / 8] & (1 << (code % 8))) != 0);
+}
+
+/* Send KNOWN-SUBOPTIONS-2 once. */
+static void
+vm_send_ks2(struct vm_session *vs)
+{
+	if (vs->ks2_sent)
+		return;
+	vs->ks2_sent = true;
+	vm_send_ext(vs, VMWEXT_KNOWN_SUBOPTIONS_2, vmwext_ks2_list,
+	    vmwext_ks2_len, NULL, 0);
+}
+
+/* Ask for the identity once. */
+static void
+vm_send_gets(struct vm_session *vs)
+{
+	if (vs->gets_sent)
+		return;
+	vs->gets_sent = true;
+	if (vm_host_knows(vs, VMWEXT_VM_VC_UUID))
+		vm_send_ext(vs, VMWEXT_GET_VM_VC_UUID, NULL, 0, NULL, 0);
+	else if (vm_host_knows(vs, VMWEXT_VM_BIOS_UUID))
+		vm_send_ext(vs, VMWEXT_GET_VM_BIOS_UUID, NULL, 0, NULL, 0);
+	if (vm_host_knows(vs, VMWEXT_VM_NAME))
+		vm_send_ext(vs, VMWEXT_GET_VM_NAME, NULL, 0, NULL, 0);
+}
+
+/* Stop or resume reading from the VM. */
+static void
+vm_pause_read(struct vm_session *vs, bool pause)
+{
+	if (pause == vs->read_paused)
+		return;
+	vs->read_paused = pause;
+	if (pause)
+		bufferevent_disable(vs->bev, EV_READ);
+	else
+		bufferevent_enable(vs->bev, EV_READ);
+}
+
+/* Bind the session to its port once UUID and service URI are known. */
+static void
+vm_try_bind(struct vm_session *vs)
+{
+	struct port *p;
+	size_t len;
+	uint8_t *data;
+
+	if (vs->port != NULL || !vs->have_uuid || !vs->proxy_ok || vs->dead)
+		return;
+	p = port_find_key(vs->uuid, vs->uri);
+	if (p == NULL)
+		p = port_create(vs->uuid, vs->uri, vs->direction);
+	p->direction = vs->direction;
+	if (vs->name != NULL)
+		port_set_name(p, vs->name);
+	evtimer_del(vs->timer);
+	log_info("vm %s: bound to port %s (%s)", vs->addr, p->id,
+	    log_escape(p->name, strlen(p->name)));
+	port_bind_vm(p, vs);
+	/* Release what arrived before identification, in order. */
+	len = evbuffer_get_length(vs->prebind);
+	if (len > 0) {
+		data = evbuffer_pullup(vs->prebind, -1);
+		port_output(p, data, len);
+		evbuffer_drain(vs->prebind, len);
+	}
+	vm_pause_read(vs, false);
+}
+
+/* Handle DO-PROXY. */
+static void
+vm_do_proxy(struct vm_session *vs, const struct vmwext_msg *m)
+{
+	int i;
+	bool ok = false;
+
+	if (vs->proxy_ok || vs->proxy_refused) {
+		log_debug("vm %s: repeated DO-PROXY ignored", vs->addr);
+		return;
+	}
+	if (m->uri_len <= VSPCD_URI_MAX &&
+	    memchr(m->uri, '\0', m->uri_len) == NULL) {
+		for (i = 0; i < cfg.n_service_uri && !ok; i++)
+			ok = vmwext_uri_match(m->uri, m->uri_len,
+			    cfg.service_uri[i]);
+	}
+	if (!ok) {
+		log_warnx("vm %s: DO-PROXY '%c' '%s' refused by service URI "
+		    "policy", vs->addr, m->direction >= 0x20 &&
+		    m->direction < 0x7f ? m->direction : '?',
+		    log_escape(m->uri, m->uri_len));
+		vs->proxy_refused = true;
+		vm_send_ext(vs, VMWEXT_WONT_PROXY, NULL, 0, NULL, 0);
+		return;
+	}
+	vs->proxy_ok = true;
+	vs->direction = m->direction == 'C' ? 'C' : 'S';
+	vs->uri = xstrndup((const char *)m->uri, m->uri_len);
+	vm_send_ext(vs, VMWEXT_WILL_PROXY, NULL, 0, NULL, 0);
+	vm_send_ks2(vs);
+	vm_send_gets(vs);
+	vm_try_bind(vs);
+}
+
+/* Handle VM-VC-UUID or VM-BIOS-UUID. */
+static void
+vm_uuid(struct vm_session *vs, const struct vmwext_msg *m, bool bios)
+{
+	char uuid[33];
+
+	if (vmwext_uuid_normalise(m->payload, m->len, uuid) == -1) {
+		log_warnx("vm %s: invalid %s UUID '%s'", vs->addr,
+		    bios ? "BIOS" : "VC", log_escape(m->payload, m->len));
+		if (!bios && !vs->have_uuid &&
+		    vm_host_knows(vs, VMWEXT_VM_BIOS_UUID))
+			vm_send_ext(vs, VMWEXT_GET_VM_BIOS_UUID, NULL, 0,
+			    NULL, 0);
+		return;
+	}
+	if (vs->have_uuid) {
+		if (strcmp(vs->uuid, uuid) != 0 && !bios) {
+			log_warnx("vm %s: VC UUID changed from %s to %s; "
+			    "closing", vs->addr, vs->uuid, uuid);
+			vs->dead = true;
+		}
+		return;
+	}
+	strlcpy(vs->uuid, uuid, sizeof vs->uuid);
+	vs->have_uuid = true;
+	vm_try_bind(vs);
+}
+
+/* Handle VM-NAME. */
+static void
+vm_name(struct vm_session *vs, const struct vmwext_msg *m)
+{
+	free(vs->name);
+	vs->name = util_sanitize(m->payload, m->len, VSPCD_NAME_MAX);
+	if (vs->port != NULL)
+		port_set_name(vs->port, vs->name);
+}
+
+/* Dispatch one VMWARE-EXT subnegotiation. */
+static void
+vm_ext(struct vm_session *vs, const uint8_t *sb, size_t len)
+{
+	struct vmwext_msg m;
+	uint8_t code;
+	int st;
+	size_t i;
+
+	st = vmwext_decode(sb, len, &m);
+	if (st == VMWEXT_EMPTY) {
+		log_debug("vm %s: empty VMWARE-EXT subnegotiation", vs->addr);
+		return;
+	}
+	if (st == VMWEXT_UNKNOWN) {
+		log_info("vm %s: unknown VMWARE-EXT command %u", vs->addr,
+		    m.cmd);
+		code = m.cmd;
+		vm_send_ext(vs, VMWEXT_UNKNOWN_SUBOPTION_RCVD_2, &code, 1,
+		    NULL, 0);
+		return;
+	}
+	if (st == VMWEXT_BADLEN) {
+		log_warnx("vm %s: %s with bad length %zu ignored", vs->addr,
+		    vmwext_cmd_name(m.cmd), len - 1);
+		return;
+	}
+	switch (m.cmd) {
+	case VMWEXT_KNOWN_SUBOPTIONS_1:
+		memset(vs->ks1, 0, sizeof vs->ks1);
+		for (i = 0; i < m.len; i++)
+			vs->ks1[m.payload[i] / 8] |= 1 << (m.payload[i] % 8);
+		vs->have_ks1 = true;
+		vm_send_ks2(vs);
+		vm_send_gets(vs);
+		break;
+	case VMWEXT_UNKNOWN_SUBOPTION_RCVD_1:
+		log_info("vm %s: host does not know command %u", vs->addr,
+		    m.code);
+		break;
+	case VMWEXT_DO_PROXY:
+		vm_do_proxy(vs, &m);
+		break;
+	case VMWEXT_VM_VC_UUID:
+		vm_uuid(vs, &m, false);
+		break;
+	case VMWEXT_VM_BIOS_UUID:
+		vm_uuid(vs, &m, true);
+		break;
+	case VMWEXT_VM_NAME:
+		vm_name(vs, &m);
+		break;
+	case VMWEXT_VM_LOCATION_UUID:
+		log_debug("vm %s: location UUID '%s'", vs->addr,
+		    log_escape(m.payload, m.len));
+		break;
+	case VMWEXT_VMOTION_BEGIN:
+		/* vMotion hand-over is not implemented yet: decline. */
+		log_warnx("vm %s: VMOTION-BEGIN declined with NOTNOW "
+		    "(vMotion not supported yet)", vs->addr);
+		vm_send_ext(vs, VMWEXT_VMOTION_NOTNOW, m.payload, m.len,
+		    NULL, 0);
+		break;
+	case VMWEXT_VMOTION_PEER:
+		log_warnx("vm %s: VMOTION-PEER with no open vMotion; no "
+		    "PEER-OK", vs->addr);
+		break;
+	case VMWEXT_VMOTION_COMPLETE:
+	case VMWEXT_VMOTION_ABORT:
+		log_warnx("vm %s: %s with no vMotion ignored", vs->addr,
+		    vmwext_cmd_name(m.cmd));
+		break;
+	default:
+		/* A proxy-to-host command sent to us: not supported. */
+		code = m.cmd;
+		vm_send_ext(vs, VMWEXT_UNKNOWN_SUBOPTION_RCVD_2, &code, 1,
+		    NULL, 0);
+		break;
+	}
+}
+
+/* Console data from the VM. */
+static void
+vm_data(struct vm_session *vs, const uint8_t *data, size_t len)
+{
+	vs->bytes_in += len;
+	if (vs->port != NULL) {
+		port_output(vs->port, data, len);
+		return;
+	}
+	if (vs->retiring)
+		return;
+	evbuffer_add(vs->prebind, data, len);
+	if (evbuffer_get_length(vs->prebind) >= cfg.prebind_max)
+		vm_pause_read(vs, true);
+}
+
+/* Events from the telnet codec. */
+static void
+vm_telnet_cb(void *arg, const struct telnet_event *ev)
+{
+	struct vm_session *vs = arg;
+
+	switch (ev->type) {
+	case TELNET_EV_DATA:
+		vm_data(vs, ev->data, ev->len);
+		break;
+	case TELNET_EV_SEND:
+		bufferevent_write(vs->bev, ev->data, ev->len);
+		break;
+	case TELNET_EV_OPTION:
+		if (ev->opt == TELOPT_VMWARE && !ev->us && ev->enabled)
+			vm_send_ks2(vs);
+		break;
+	case TELNET_EV_SB:
+		if (ev->opt == TELOPT_VMWARE)
+			vm_ext(vs, ev->data, ev->len);
+		else
+			log_debug("vm %s: SB option %u ignored", vs->addr,
+			    ev->opt);
+		break;
+	case TELNET_EV_ERROR:
+		if (vs->errors++ < VM_MAX_ERRORS_LOGGED)
+			log_warnx("vm %s: telnet protocol error %d (recovered)",
+			    vs->addr, ev->err);
+		break;
+	case TELNET_EV_CMD:
+	case TELNET_EV_NEG:
+		break;
+	}
+}
+
+/* Read what the host sent, in order, without copying. */
+static void
+vm_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct vm_session *vs = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer_iovec v[8];
+	size_t total;
+	int i, n;
+
+	/*
+	 * Always parse everything already read, even when reading is paused
+	 * for the pre-identification cap: the identity may be in there. The
+	 * hold buffer is thus bounded by the cap plus one read watermark.
+	 */
+	while (!vs->dead && (total = evbuffer_get_length(in)) > 0) {
+		n = evbuffer_peek(in, VM_READ_CHUNK, NULL, v, nitems(v));
+		if (n > (int)nitems(v))
+			n = nitems(v);
+		total = 0;
+		for (i = 0; i < n && !vs->dead; i++) {
+			size_t l = v[i].iov_len;
+
+			if (total + l > VM_READ_CHUNK)
+				l = VM_READ_CHUNK - total;
+			telnet_input(&vs->tn, v[i].iov_base, l);
+			total += l;
+			if (total >= VM_READ_CHUNK)
+				break;
+		}
+		evbuffer_drain(in, total);
+	}
+	if (vs->dead)
+		vm_close(vs, "protocol violation");
+}
+
+/* The output queue drained below the low watermark. */
+static void
+vm_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct vm_session *vs = arg;
+
+	if (vs->retiring) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			vm_close(vs, "replaced by a new connection");
+		return;
+	}
+	if (vs->port != NULL)
+		port_vm_writable(vs->port);
+}
+
+/* EOF or error on the VM connection. */
+static void
+vm_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct vm_session *vs = arg;
+
+	if (what & BEV_EVENT_EOF)
+		vm_close(vs, "closed by host");
+	else if (what & BEV_EVENT_ERROR)
+		vm_close(vs, evutil_socket_error_to_string(
+		    EVUTIL_SOCKET_ERROR()));
+}
+
+/* Identification (or retirement drain) deadline passed. */
+static void
+vm_timer(evutil_socket_t fd, short events, void *arg)
+{
+	struct vm_session *vs = arg;
+
+	if (vs->retiring)
+		vm_close(vs, "retired connection did not drain");
+	else if (vs->port == NULL)
+		vm_close(vs, vs->proxy_refused ? "service URI refused" :
+		    "not identified in time");
+}
+
+/* Accept a connection from an ESXi host. */
+void
+vm_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct vm_session *vs;
+	struct timeval tv;
+	int one = 1;
+
+	vs = xcalloc(1, sizeof *vs);
+	listener_addr_str(sa, vs->addr, sizeof vs->addr);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+	vs->bev = bufferevent_socket_new(ev_base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (vs->bev == NULL) {
+		log_warnx("vm %s: cannot create bufferevent", vs->addr);
+		evutil_closesocket(fd);
+		free(vs);
+		return;
+	}
+	vs->prebind = evbuffer_new();
+	vs->timer = evtimer_new(ev_base, vm_timer, vs);
+	TAILQ_INSERT_TAIL(&vm_sessions, vs, entry);
+	n_vm_sessions++;
+
+	bufferevent_setcb(vs->bev, vm_read_cb, vm_write_cb, vm_event_cb, vs);
+	bufferevent_setwatermark(vs->bev, EV_WRITE, cfg.vm_queue / 2, 0);
+	bufferevent_setwatermark(vs->bev, EV_READ, 0, 4 * VM_READ_CHUNK);
+	bufferevent_enable(vs->bev, EV_READ | EV_WRITE);
+
+	telnet_init(&vs->tn, vm_telnet_cb, vs);
+	vs->tn.sb_max = (uint32_t)cfg.sb_max;
+	telnet_set_accept(&vs->tn, TELOPT_BINARY, true, true);
+	telnet_set_accept(&vs->tn, TELOPT_SGA, true, true);
+	telnet_set_accept(&vs->tn, TELOPT_VMWARE, false, true);
+	telnet_request(&vs->tn, TELOPT_BINARY, true, true);
+	telnet_request(&vs->tn, TELOPT_BINARY, false, true);
+	telnet_request(&vs->tn, TELOPT_SGA, true, true);
+	telnet_request(&vs->tn, TELOPT_SGA, false, true);
+	telnet_request(&vs->tn, TELOPT_VMWARE, false, true);
+
+	tv.tv_sec = cfg.ident_timeout;
+	tv.tv_usec = 0;
+	evtimer_add(vs->timer, &tv);
+	log_debug("vm %s: connected", vs->addr);
+}
+
+/*
+ * A newer connection took over this one's port: stop reading it, let what
+ * is queued for it go out, then close (or close after a deadline).
+ */
+void
+vm_retire(struct vm_session *vs)
+{
+	struct timeval tv = { VM_RETIRE_TIMEOUT, 0 };
+
+	vs->retiring = true;
+	vs->port = NULL;
+	bufferevent_disable(vs->bev, EV_READ);
+	if (vm_queue_len(vs) == 0) {
+		/* Close from the loop, not from inside the caller. */
+		tv.tv_sec = 0;
+	}
+	bufferevent_setwatermark(vs->bev, EV_WRITE, 0, 0);
+	evtimer_add(vs->timer, &tv);
+}
+
+/* Close a VM connection. The one teardown. */
+void
+vm_close(struct vm_session *vs, const char *reason)
+{
+	if (vs->port != NULL) {
+		log_info("vm %s: port %s disconnected: %s", vs->addr,
+		    vs->port->id, reason);
+		port_unbind_vm(vs->port, vs);
+		vs->port = NULL;
+	} else
+		log_info("vm %s: closed: %s", vs->addr, reason);
+	TAILQ_REMOVE(&vm_sessions, vs, entry);
+	n_vm_sessions--;
+	bufferevent_free(vs->bev);
+	evbuffer_free(vs->prebind);
+	event_free(vs->timer);
+	telnet_free(&vs->tn);
+	free(vs->name);
+	free(vs->uri);
+	free(vs);
+}
+
+/* Close every VM connection (shutdown). */
+void
+vm_close_all(void)
+{
+	struct vm_session *vs;
+
+	while ((vs = TAILQ_FIRST(&vm_sessions)) != NULL)
+		vm_close(vs, "shutting down");
+}

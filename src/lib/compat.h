@@ -2,6 +2,10 @@
 #ifndef COMPAT_H
 #define COMPAT_H
 
+#ifndef __unused
+#define __unused __attribute__((__unused__))
+#endif
+
 #include <bsd/sys/queue.h>
 #include <bsd/sys/tree.h>
 #include <bsd/string.h>

@@ -1,0 +1,212 @@
+/*
+ * vspcd: shared declarations for the daemon. One section per .c file, as
+ * in tmux.h and relayd.h.
+ *
+ * Object model:
+ *  - struct port is one serial port of one VM, keyed by (normalised VC UUID,
+ *    service URI). It owns the client list, the per-port client listener,
+ *    the counters and the expiry timer. Connections come and go; the port
+ *    stays until it has had no VM and no client for cfg.port_expiry.
+ *  - struct vm_session is one TCP connection from an ESXi host. It is bound
+ *    to a port once identified; before that its console data is held in a
+ *    bounded buffer.
+ *  - struct client is one viewer (telnet, front door). It attaches to a port,
+ *    never to a VM connection.
+ * Each object has exactly one teardown function (port_free, vm_close,
+ * client_close); everything else calls those.
+ */
+#ifndef VSPCD_H
+#define VSPCD_H
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <event2/bufferevent.h>
+#include <event2/buffer.h>
+#include <event2/listener.h>
+
+#include "compat.h"
+#include "log.h"
+#include "xmalloc.h"
+#include "telnet.h"
+#include "vmwext.h"
+
+#define VSPCD_MAX_VM_LISTEN	16
+#define VSPCD_MAX_URIS		32
+#define VSPCD_NAME_MAX		1024	/* VM names longer than this are cut */
+#define VSPCD_URI_MAX		1024	/* service URIs longer are refused */
+#define VSPCD_LABEL_MAX		33
+
+struct config {
+	int		 foreground;
+	int		 verbose;
+	const char	*state_dir;
+	const char	*vm_listen[VSPCD_MAX_VM_LISTEN];
+	int		 n_vm_listen;
+	const char	*client_listen;		/* NULL: off */
+	const char	*client_bind;
+	int		 port_lo;		/* -1: per-port listeners off */
+	int		 port_hi;		/* 0-0: ephemeral */
+	const char	*admin_listen;		/* NULL: off */
+	const char	*service_uri[VSPCD_MAX_URIS];
+	int		 n_service_uri;
+	int		 port_expiry;		/* seconds */
+	int		 ident_timeout;		/* seconds */
+	size_t		 client_queue;		/* per-client output cap */
+	size_t		 vm_queue;		/* to-VM queue cap */
+	size_t		 prebind_max;		/* VM data held before bind */
+	size_t		 sb_max;
+};
+
+struct vm_session;
+struct client;
+
+struct port {
+	RB_ENTRY(port)		 key_entry;	/* by (uuid, uri) */
+	RB_ENTRY(port)		 id_entry;	/* by id */
+	TAILQ_ENTRY(port)	 entry;		/* all ports, creation order */
+
+	char			 uuid[33];
+	char			*uri;		/* service URI, NUL-free */
+	char			*id;
+	char			 label[VSPCD_LABEL_MAX];
+	char			*name;		/* VM name, sanitised */
+	uint8_t			 direction;	/* 'S' or 'C' */
+
+	struct vm_session	*vm;		/* active connection or NULL */
+	TAILQ_HEAD(, client)	 clients;
+	u_int			 nclients;
+	bool			 clients_paused;
+
+	struct evconnlistener	*listener;
+	int			 client_port;	/* 0 when none */
+	struct event		*expiry_ev;
+
+	uint64_t		 bytes_from_vm;
+	uint64_t		 bytes_to_vm;
+	uint64_t		 input_dropped;	/* client bytes with no VM */
+	uint64_t		 client_bytes_dropped;
+	time_t			 created;
+	time_t			 last_seen;
+};
+
+struct vm_session {
+	TAILQ_ENTRY(vm_session)	 entry;
+	struct bufferevent	*bev;
+	struct telnet		 tn;
+	struct port		*port;		/* bound port or NULL */
+	struct evbuffer		*prebind;	/* console data before bind */
+	struct event		*timer;		/* ident or drain deadline */
+
+	char			 addr[64];
+	char			 uuid[33];
+	bool			 have_uuid;
+	char			*name;
+	char			*uri;
+	uint8_t			 direction;
+	bool			 proxy_ok;
+	bool			 proxy_refused;
+	bool			 have_ks1;
+	uint8_t			 ks1[32];	/* bitmap of codes */
+	bool			 ks2_sent;
+	bool			 gets_sent;
+	bool			 retiring;	/* replaced; closing after drain */
+	bool			 dead;		/* close after current callback */
+	bool			 read_paused;
+	u_int			 errors;
+	uint64_t		 bytes_in;
+};
+
+struct client {
+	TAILQ_ENTRY(client)	 entry;		/* in port->clients */
+	TAILQ_ENTRY(client)	 all_entry;	/* in all clients */
+	struct bufferevent	*bev;
+	struct telnet		 tn;
+	struct port		*port;		/* NULL at the front door */
+	bool			 frontdoor;
+	char			 line[256];
+	size_t			 linelen;
+	bool			 line_cr;	/* last line ended with CR */
+	bool			 skip_lf;	/* drop one LF/NUL after attach */
+	bool			 pending_cr;	/* NVT filter state */
+	bool			 skipping;	/* output over cap: skipping */
+	uint64_t		 skipped;
+	bool			 dead;
+	bool			 paused;
+	char			 addr[64];
+};
+
+/* vspcd.c */
+extern struct config		 cfg;
+extern struct event_base	*ev_base;
+extern TAILQ_HEAD(vm_sessions, vm_session) vm_sessions;
+extern TAILQ_HEAD(clients, client) all_clients;
+extern u_int			 n_vm_sessions;
+extern u_int			 n_clients;
+
+/* listener.c */
+struct evconnlistener *listener_open(const char *spec, const char *what,
+    evconnlistener_cb cb, void *arg, int *bound_port);
+struct evconnlistener *listener_open_addr(const char *host, int port,
+    evconnlistener_cb cb, void *arg, int *bound_port);
+int	listener_split(const char *spec, char *host, size_t hostlen,
+	    int *port);
+void	listener_addr_str(const struct sockaddr *, char *, size_t);
+
+/* port.c */
+struct port *port_find_key(const char *uuid, const char *uri);
+struct port *port_find_id(const char *id);
+struct port *port_create(const char *uuid, const char *uri, uint8_t dir);
+int	port_lookup(const char *name, struct port **out, int max);
+void	port_set_name(struct port *, const char *);
+void	port_bind_vm(struct port *, struct vm_session *);
+void	port_unbind_vm(struct port *, struct vm_session *);
+void	port_output(struct port *, const uint8_t *, size_t);
+void	port_input(struct port *, const uint8_t *, size_t);
+void	port_attach(struct port *, struct client *);
+void	port_detach(struct port *, struct client *);
+void	port_vm_writable(struct port *);
+void	port_check_expiry(struct port *);
+void	port_free(struct port *);
+void	port_free_all(void);
+u_int	port_count(void);
+struct port *port_first(void);
+struct port *port_next(struct port *);
+bool	port_uri_is_bare(const char *uri);
+
+/* vm.c */
+void	vm_accept_cb(struct evconnlistener *, evutil_socket_t,
+	    struct sockaddr *, int, void *);
+void	vm_send_data(struct vm_session *, const uint8_t *, size_t);
+size_t	vm_queue_len(struct vm_session *);
+void	vm_close(struct vm_session *, const char *reason);
+void	vm_retire(struct vm_session *);
+void	vm_close_all(void);
+
+/* client.c */
+void	client_accept_frontdoor_cb(struct evconnlistener *, evutil_socket_t,
+	    struct sockaddr *, int, void *);
+void	client_accept_port_cb(struct evconnlistener *, evutil_socket_t,
+	    struct sockaddr *, int, void *);
+void	client_write_console(struct client *, const uint8_t *, size_t);
+void	client_pause(struct client *, bool);
+void	client_close(struct client *, const char *reason);
+void	client_close_all(void);
+
+/* admin.c */
+int	admin_start(const char *spec, int *bound_port);
+void	admin_stop(void);
+
+/* util.c */
+void	evbuffer_add_escaped(struct evbuffer *, const uint8_t *, size_t);
+char	*util_sanitize(const uint8_t *, size_t, size_t max);
+int	util_write_file_atomic(const char *dir, const char *name,
+	    const char *data, size_t len);
+
+#endif
