@@ -136,8 +136,7 @@ vm_try_bind(struct vm_session *vs)
 	if (vs->name != NULL)
 		port_set_name(p, vs->name);
 	evtimer_del(vs->timer);
-	log_info("vm %s: bound to port %s (%s)", vs->addr, p->id,
-	    log_escape(p->name, strlen(p->name)));
+	log_info("vm %s: bound to port %s", vs->addr, p->id);
 	port_bind_vm(p, vs);
 	/* Release what arrived before identification, in order. */
 	len = evbuffer_get_length(vs->prebind);
@@ -218,6 +217,8 @@ vm_name(struct vm_session *vs, const struct vmwext_msg *m)
 {
 	free(vs->name);
 	vs->name = util_sanitize(m->payload, m->len, VSPCD_NAME_MAX);
+	log_info("vm %s: name '%s'", vs->addr,
+	    log_escape(vs->name, strlen(vs->name)));
 	if (vs->port != NULL)
 		port_set_name(vs->port, vs->name);
 }
