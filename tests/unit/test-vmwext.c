@@ -2,8 +2,11 @@
  * Unit tests for the option 232 codec. Vectors come from
  * PROTOCOL-VMWARE.md section 11 (TV-1..TV-9) and from the capture transcript
  * in tests/data/capture-transcript.tsv, read at run time (ctest runs the
- * binary from the source directory).
+ * binary from the source directory). The replay tests feed each captured
+ * stream through the real telnet codec, cut in every possible way, and
+ * require the same decoded messages and data every time.
  */
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -11,6 +14,7 @@
 #include <string.h>
 
 #include "t.h"
+#include "telnet.h"
 #include "vmwext.h"
 
 #define TRANSCRIPT	"tests/data/capture-transcript.tsv"
@@ -766,6 +770,402 @@ test_uri_label(void)
 	ASSERT_SIZE_EQ(n, 1);
 }
 
+/*
+ * A canonical text trace of what one direction of a stream decodes to:
+ * "D <hex>" for a run of data (adjacent runs merged, so the trace does not
+ * depend on how the codec cut them), "SB <cmd> <status> <hex payload>" for
+ * each option 232 subnegotiation, and other lines for anything unexpected.
+ */
+struct trace {
+	char buf[16384];
+	size_t len;
+	bool in_data;
+	bool overflow;
+	size_t nsb;
+};
+
+/* Append formatted text to a trace. */
+static void
+trace_add(struct trace *tc, const char *fmt, ...)
+    __attribute__((__format__(__printf__, 2, 3)));
+
+static void
+trace_add(struct trace *tc, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (tc->overflow)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(tc->buf + tc->len, sizeof(tc->buf) - tc->len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(tc->buf) - tc->len) {
+		tc->overflow = true;
+		return;
+	}
+	tc->len += (size_t)n;
+}
+
+/* Start an empty trace. */
+static void
+trace_init(struct trace *tc)
+{
+	memset(tc, 0, sizeof(*tc));
+}
+
+/* End the current data line, if any. */
+static void
+trace_flush(struct trace *tc)
+{
+	if (tc->in_data)
+		trace_add(tc, "\n");
+	tc->in_data = false;
+}
+
+/* Record data bytes. */
+static void
+trace_data(struct trace *tc, const uint8_t *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		if (!tc->in_data)
+			trace_add(tc, "D ");
+		tc->in_data = true;
+		trace_add(tc, "%02x", p[i]);
+	}
+}
+
+/* Record one decoded option 232 message. */
+static void
+trace_sb(struct trace *tc, unsigned cmd, int status, const uint8_t *p,
+    size_t len)
+{
+	size_t i;
+
+	trace_flush(tc);
+	trace_add(tc, "SB %u %d ", cmd, status);
+	for (i = 0; i < len; i++)
+		trace_add(tc, "%02x", p[i]);
+	trace_add(tc, "\n");
+	tc->nsb++;
+}
+
+/* Record an expected message given as hex. */
+static void
+trace_sb_hex(struct trace *tc, unsigned cmd, const char *hex)
+{
+	uint8_t p[256];
+
+	trace_sb(tc, cmd, VMWEXT_OK, p, t_hex(hex, p, sizeof p));
+}
+
+/* Record an expected message given as text. */
+static void
+trace_sb_text(struct trace *tc, unsigned cmd, const char *text)
+{
+	trace_sb(tc, cmd, VMWEXT_OK, (const uint8_t *)text, strlen(text));
+}
+
+/* Record the expected data bytes lo..hi inclusive. */
+static void
+trace_range(struct trace *tc, uint8_t lo, uint8_t hi)
+{
+	uint8_t c;
+
+	for (c = lo;; c++) {
+		trace_data(tc, &c, 1);
+		if (c == hi)
+			break;
+	}
+}
+
+/* Telnet callback: decode option 232 and record it, with data. */
+static void
+replay_cb(void *arg, const struct telnet_event *ev)
+{
+	struct trace *tc = arg;
+	struct vmwext_msg m;
+	int status;
+
+	switch (ev->type) {
+	case TELNET_EV_DATA:
+		trace_data(tc, ev->data, ev->len);
+		break;
+	case TELNET_EV_SB:
+		if (ev->opt != 232) {
+			trace_flush(tc);
+			trace_add(tc, "SB-OPT %u len %zu\n", ev->opt, ev->len);
+			break;
+		}
+		status = vmwext_decode(ev->data, ev->len, &m);
+		if (ev->len > 0 && (m.payload != ev->data + 1 ||
+		    m.len != ev->len - 1)) {
+			trace_flush(tc);
+			trace_add(tc, "BAD-VIEW\n");
+			break;
+		}
+		trace_sb(tc, m.cmd, status, m.payload, m.len);
+		if (m.cmd == VMWEXT_DO_PROXY && status == VMWEXT_OK)
+			trace_add(tc, "  dir %c uri %.*s\n", m.direction,
+			    (int)m.uri_len, (const char *)m.uri);
+		break;
+	case TELNET_EV_ERROR:
+		trace_flush(tc);
+		trace_add(tc, "ERROR %d\n", (int)ev->err);
+		break;
+	default:
+		/* Negotiation and replies are the telnet tests' business. */
+		break;
+	}
+}
+
+/* The bytes of one direction of one stream, with segment boundaries. */
+struct flow {
+	uint8_t buf[4096];
+	size_t len;
+	size_t cut[256];	/* end offset of each segment */
+	size_t ncut;
+};
+
+/* Collect one direction of one captured stream. */
+static bool
+flow_load(struct flow *f, int stream, bool vp)
+{
+	size_t i;
+
+	memset(f, 0, sizeof(*f));
+	if (!load_transcript())
+		return (false);
+	for (i = 0; i < tr.nsegs; i++) {
+		if (tr.segs[i].stream != stream || tr.segs[i].vp != vp ||
+		    tr.segs[i].len == 0)
+			continue;
+		if (tr.segs[i].len > sizeof(f->buf) - f->len ||
+		    f->ncut == sizeof(f->cut) / sizeof(f->cut[0]))
+			return (false);
+		memcpy(f->buf + f->len, tr.segs[i].data, tr.segs[i].len);
+		f->len += tr.segs[i].len;
+		f->cut[f->ncut++] = f->len;
+	}
+	return (f->len > 0);
+}
+
+/* Feed the flow to a fresh telnet codec in pieces ending at cuts. */
+static void
+replay_run(const struct flow *f, const size_t *cuts, size_t ncuts,
+    struct trace *tc)
+{
+	struct telnet t;
+	size_t i, from = 0;
+
+	trace_init(tc);
+	telnet_init(&t, replay_cb, tc);
+	telnet_set_accept(&t, TELOPT_BINARY, true, true);
+	telnet_set_accept(&t, TELOPT_SGA, true, true);
+	telnet_set_accept(&t, TELOPT_VMWARE, false, true);
+	for (i = 0; i < ncuts; i++) {
+		telnet_input(&t, f->buf + from, cuts[i] - from);
+		from = cuts[i];
+	}
+	telnet_input(&t, f->buf + from, f->len - from);
+	telnet_free(&t);
+	trace_flush(tc);
+}
+
+/*
+ * Replay one direction of a stream with the real segments, split in two at
+ * every offset, and one byte at a time; every trace must equal want.
+ */
+static void
+replay_check(int stream, bool vp, struct trace *want)
+{
+	static struct flow f;
+	static struct trace got;
+	size_t k, cuts[4096];
+
+	trace_flush(want);
+	ASSERT_TRUE(!want->overflow);
+	ASSERT_TRUE(flow_load(&f, stream, vp));
+
+	/* (a) The real TCP segment boundaries. */
+	replay_run(&f, f.cut, f.ncut, &got);
+	ASSERT_TRUE(!got.overflow);
+	ASSERT_STR_EQ(got.buf, want->buf);
+	ASSERT_SIZE_EQ(got.nsb, want->nsb);
+
+	/* (b) Two pieces, cut at every offset (0 and len included). */
+	for (k = 0; k <= f.len; k++) {
+		cuts[0] = k;
+		replay_run(&f, cuts, 1, &got);
+		if (strcmp(got.buf, want->buf) != 0)
+			fprintf(stderr, "  split at offset %zu\n", k);
+		ASSERT_STR_EQ(got.buf, want->buf);
+	}
+
+	/* (c) One byte at a time. */
+	for (k = 0; k < f.len; k++)
+		cuts[k] = k + 1;
+	replay_run(&f, cuts, f.len, &got);
+	ASSERT_STR_EQ(got.buf, want->buf);
+}
+
+/* Add the identification every connection of the capture goes through. */
+static void
+expect_identity(struct trace *want)
+{
+	trace_sb_text(want, VMWEXT_VM_VC_UUID, CAP_UUID);
+	trace_sb_text(want, VMWEXT_VM_NAME, "vm-00000");
+}
+
+/* Replay stream 0, V>P: TV-1, TV-2 and the first BEGIN. */
+static void
+test_replay_stream0(void)
+{
+	static struct trace want;
+
+	trace_init(&want);
+	trace_sb(&want, VMWEXT_KNOWN_SUBOPTIONS_1, VMWEXT_OK, cap_ks1,
+	    sizeof cap_ks1);
+	trace_sb_text(&want, VMWEXT_DO_PROXY, "SvSPC.py");
+	trace_add(&want, "  dir S uri vSPC.py\n");
+	expect_identity(&want);
+	trace_range(&want, 0x20, 0x38);
+	trace_sb_hex(&want, VMWEXT_VMOTION_BEGIN, "44 da 87 f1");
+	replay_check(0, true, &want);
+}
+
+/* Replay stream 1, V>P: destination of vMotion 1, source of vMotion 2. */
+static void
+test_replay_stream1(void)
+{
+	static struct trace want;
+
+	trace_init(&want);
+	trace_sb(&want, VMWEXT_KNOWN_SUBOPTIONS_1, VMWEXT_OK, cap_ks1,
+	    sizeof cap_ks1);
+	trace_sb_hex(&want, VMWEXT_VMOTION_PEER, "44 da 87 f1 3c e6 4d ab");
+	expect_identity(&want);
+	trace_sb_hex(&want, VMWEXT_VMOTION_COMPLETE, "44 da 87 f1");
+	trace_range(&want, 0x39, 0x4d);
+	trace_sb_hex(&want, VMWEXT_VMOTION_BEGIN, "98 d9 8d b4");
+	replay_check(1, true, &want);
+}
+
+/* Replay stream 2, V>P: TV-3 #2, TV-4 NOTNOW, TV-5 ABORT, TV-6 BEGIN. */
+static void
+test_replay_stream2(void)
+{
+	static struct trace want;
+
+	trace_init(&want);
+	trace_sb(&want, VMWEXT_KNOWN_SUBOPTIONS_1, VMWEXT_OK, cap_ks1,
+	    sizeof cap_ks1);
+	trace_sb_hex(&want, VMWEXT_VMOTION_PEER, "98 d9 8d b4 64 b4 07 da");
+	expect_identity(&want);
+	trace_sb_hex(&want, VMWEXT_VMOTION_COMPLETE, "98 d9 8d b4");
+	trace_range(&want, 'N', 'e');
+	trace_sb_hex(&want, VMWEXT_VMOTION_BEGIN, "cd 52 67 55");	/* NOTNOW */
+	trace_range(&want, 'f', '{');
+	trace_sb_hex(&want, VMWEXT_VMOTION_BEGIN, "61 ed 26 a2");
+	trace_sb_hex(&want, VMWEXT_VMOTION_ABORT, "");
+	trace_range(&want, '|', '~');
+	trace_range(&want, ' ', '2');
+	trace_sb_hex(&want, VMWEXT_VMOTION_BEGIN, "76 19 ff e9");
+	replay_check(2, true, &want);
+}
+
+/* Replay stream 3, V>P: destination of the vMotion with 0xFF (TV-6). */
+static void
+test_replay_stream3(void)
+{
+	static struct trace want;
+
+	trace_init(&want);
+	trace_sb(&want, VMWEXT_KNOWN_SUBOPTIONS_1, VMWEXT_OK, cap_ks1,
+	    sizeof cap_ks1);
+	trace_sb_hex(&want, VMWEXT_VMOTION_PEER, "76 19 ff e9 55 21 99 8c");
+	expect_identity(&want);
+	trace_sb_hex(&want, VMWEXT_VMOTION_COMPLETE, "76 19 ff e9");
+	replay_check(3, true, &want);
+}
+
+/* Add the proxy's opening every P>V flow starts with. */
+static void
+expect_proxy_open(struct trace *want)
+{
+	trace_sb(want, VMWEXT_KNOWN_SUBOPTIONS_2, VMWEXT_OK, vmwext_ks2_list,
+	    vmwext_ks2_len);
+	trace_sb_hex(want, VMWEXT_GET_VM_VC_UUID, "");
+	trace_sb_hex(want, VMWEXT_GET_VM_NAME, "");
+}
+
+/*
+ * Replay the proxy's side too: every P>V flow decodes to the proxy's
+ * replies in capture order (on stream 2: PEER-OK, NOTNOW, two GOAHEADs).
+ */
+static void
+test_replay_proxy(void)
+{
+	static struct trace want;
+
+	trace_init(&want);
+	expect_proxy_open(&want);
+	trace_sb_hex(&want, VMWEXT_WILL_PROXY, "");
+	trace_sb_hex(&want, VMWEXT_VMOTION_GOAHEAD, "44da87f1 3ce64dab");
+	replay_check(0, false, &want);
+	if (t_failed_current)
+		return;
+
+	trace_init(&want);
+	expect_proxy_open(&want);
+	trace_sb_hex(&want, VMWEXT_VMOTION_PEER_OK, "44da87f1");
+	trace_sb_hex(&want, VMWEXT_VMOTION_GOAHEAD, "98d98db4 64b407da");
+	replay_check(1, false, &want);
+	if (t_failed_current)
+		return;
+
+	trace_init(&want);
+	expect_proxy_open(&want);
+	trace_sb_hex(&want, VMWEXT_VMOTION_PEER_OK, "98d98db4");
+	trace_sb_hex(&want, VMWEXT_VMOTION_NOTNOW, "cd526755");
+	trace_sb_hex(&want, VMWEXT_VMOTION_GOAHEAD, "61ed26a2 aeec483f");
+	trace_sb_hex(&want, VMWEXT_VMOTION_GOAHEAD, "7619ffe9 5521998c");
+	replay_check(2, false, &want);
+	if (t_failed_current)
+		return;
+
+	trace_init(&want);
+	expect_proxy_open(&want);
+	trace_sb_hex(&want, VMWEXT_VMOTION_PEER_OK, "7619ffe9");
+	replay_check(3, false, &want);
+}
+
+/* TV-9: a BEGIN split across reads, and a foreign SB around it. */
+static void
+test_replay_tv9(void)
+{
+	static struct flow f;
+	static struct trace want, got;
+	size_t cuts[1];
+
+	memset(&f, 0, sizeof f);
+	f.len = t_hex("31 ff fa 7b 01 ff ff 02 ff f0 32 ff fa e8 28 76 19 "
+	    "ff ff e9 ff f0 33", f.buf, sizeof f.buf);
+	trace_init(&want);
+	trace_add(&want, "D 31\nSB-OPT 123 len 3\nD 32\n");
+	trace_sb_hex(&want, VMWEXT_VMOTION_BEGIN, "76 19 ff e9");
+	trace_add(&want, "D 33\n");
+
+	cuts[0] = 17;	/* after "ff fa e8 28 76 19" */
+	replay_run(&f, cuts, 1, &got);
+	ASSERT_STR_EQ(got.buf, want.buf);
+	cuts[0] = 19;	/* between the two halves of the doubled ff */
+	replay_run(&f, cuts, 1, &got);
+	ASSERT_STR_EQ(got.buf, want.buf);
+}
+
 int
 main(void)
 {
@@ -781,5 +1181,11 @@ main(void)
 	T_RUN(test_uuid);
 	T_RUN(test_uri_match);
 	T_RUN(test_uri_label);
+	T_RUN(test_replay_stream0);
+	T_RUN(test_replay_stream1);
+	T_RUN(test_replay_stream2);
+	T_RUN(test_replay_stream3);
+	T_RUN(test_replay_proxy);
+	T_RUN(test_replay_tv9);
 	return (t_summary());
 }
