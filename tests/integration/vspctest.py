@@ -489,6 +489,8 @@ class Sim:
                     self.proc.kill()
                     self.proc.wait()
         self._reader.join(timeout)
+        if self.proc.stdout:
+            self.proc.stdout.close()
         self._errf.close()
         return self.proc.returncode
 
