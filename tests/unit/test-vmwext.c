@@ -1166,6 +1166,7 @@ test_replay_tv9(void)
 	ASSERT_STR_EQ(got.buf, want.buf);
 }
 
+/* Run every test. */
 int
 main(void)
 {
