@@ -694,4 +694,39 @@ if __name__ == '__main__':
         def test_scale(self):
             self.assertIn(scale(), ('small', 'full'))
 
+    have_bins = all(os.access(b, os.X_OK) for b in (VSPCD, VSPC_SIM, VSPC))
+
+    @unittest.skipUnless(have_bins, 'vspcd/vspc-sim/vspc not built')
+    class SelfTestEndToEnd(VspcTestCase):
+        def test_fleet_list_attach(self):
+            d = self.daemon()
+            sim = self.sim(d, ['--vms', '3', '--rate', '4000'])
+            sim.wait_ready(3)
+            ps = d.wait_ports(lambda ps: len(ps) == 3 and
+                              all(p['connected'] for p in ps))
+            r = d.vspc('list')
+            self.assertEqual(r.returncode, 0, r.stderr)
+            for p in ps:
+                self.assertIn(p['id'].encode(), r.stdout)
+            r = d.vspc('list', '--json')
+            self.assertEqual(len(json.loads(r.stdout)['ports']), 3)
+            tn, line = self.attach(d, 'vm-00001')
+            self.assertTrue(line.startswith('attached to vm-00001 ['), line)
+            data = tn.read_for(1.0)
+            n, first, errs = verify_seq_stream(data, 'vm-00001', '-')
+            self.assertGreater(n, 3)
+            self.assertEqual(errs, [])
+            tn2, line = self.attach(d, 'no-such-vm')
+            self.assertEqual(line, "vspcd: no console named 'no-such-vm'")
+            vm = self.raw_vm(d)
+            vm.identify(name='raw-vm', uuid=esxi_uuid(0xabcdef01, 7))
+            d.wait_ports(lambda ps: any(p['vm_name'] == 'raw-vm'
+                                        for p in ps))
+            tn3, line = self.attach(d, 'raw-vm')
+            vm.send(b'x\xff\xffy\r\n')
+            self.assertEqual(tn3.read_until(b'\r\n', 5), b'x\xffy\r\n')
+            tn3.send(b'\xffz')
+            vm.read_until(b'\xff\xffz', 5)
+            self.assertEqual(sim.status()['ports'][1]['ready'], True)
+
     unittest.main()
