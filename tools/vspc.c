@@ -1050,6 +1050,7 @@ cmd_attach(int argc, char **argv, const struct endpoint *client)
 	return (status);
 }
 
+/* Parse the global options and run the command. */
 int
 main(int argc, char **argv)
 {
