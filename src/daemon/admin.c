@@ -90,6 +90,16 @@ admin_port_json(struct port *p)
 	json_object_set_new(o, "vm_address", p->vm != NULL ?
 	    json_string(p->vm->addr) : json_null());
 	json_object_set_new(o, "last_seen", json_integer(p->last_seen));
+	json_object_set_new(o, "vmotion", json_pack(
+	    "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+	    "state", vmotion_state_name(p),
+	    "begun", (json_int_t)p->vmotion_begun,
+	    "completed", (json_int_t)p->vmotion_completed,
+	    "aborted", (json_int_t)p->vmotion_aborted,
+	    "notnow", (json_int_t)p->vmotion_notnow,
+	    "abandoned", (json_int_t)p->vmotion_abandoned,
+	    "bad_peers", (json_int_t)p->vmotion_bad_peers,
+	    "held_bytes", (json_int_t)evbuffer_get_length(p->hold)));
 	return (o);
 }
 
@@ -114,9 +124,12 @@ admin_ports_cb(struct evhttp_request *req, void *arg)
 static void
 admin_healthz_cb(struct evhttp_request *req, void *arg)
 {
-	admin_reply(req, 200, "OK", json_pack("{s:s,s:i,s:i,s:i}",
+	admin_reply(req, 200, "OK", json_pack("{s:s,s:i,s:i,s:i,s:i,s:I}",
 	    "status", "ok", "ports", (int)port_count(),
-	    "vm_connections", (int)n_vm_sessions, "clients", (int)n_clients));
+	    "vm_connections", (int)n_vm_sessions, "clients", (int)n_clients,
+	    "vmotions_open", (int)vmotion_open,
+	    "vmotion_bad_peers_unmatched",
+	    (json_int_t)vmotion_bad_peers_unknown));
 }
 
 /* Anything else. */

@@ -117,7 +117,7 @@ port_expiry_timer(evutil_socket_t fd, short events, void *arg)
 {
 	struct port *p = arg;
 
-	if (p->vm != NULL || p->nclients != 0)
+	if (p->vm != NULL || p->nclients != 0 || p->vmotion != NULL)
 		return;
 	log_info("port %s: expired after %d s with no VM and no client",
 	    p->id, cfg.port_expiry);
@@ -130,7 +130,7 @@ port_check_expiry(struct port *p)
 {
 	struct timeval tv;
 
-	if (p->vm == NULL && p->nclients == 0) {
+	if (p->vm == NULL && p->nclients == 0 && p->vmotion == NULL) {
 		tv.tv_sec = cfg.port_expiry;
 		tv.tv_usec = 0;
 		evtimer_add(p->expiry_ev, &tv);
@@ -235,6 +235,7 @@ port_create(const char *uuid, const char *uri, uint8_t dir)
 		port_label_from_uri(uri, p->label, sizeof p->label);
 	p->id = port_make_id(uuid, p->label);
 	TAILQ_INIT(&p->clients);
+	p->hold = evbuffer_new();
 	p->expiry_ev = evtimer_new(ev_base, port_expiry_timer, p);
 	p->created = p->last_seen = time(NULL);
 	RB_INSERT(port_keys, &port_keys, p);
@@ -295,6 +296,9 @@ port_bind_vm(struct port *p, struct vm_session *vs)
 
 	if (old == vs)
 		return;
+	/* A fresh connection (not the vMotion destination) ends a vMotion. */
+	if (p->vmotion != NULL && p->vmotion->dst != vs)
+		vmotion_port_reset(p, "VM reconnected");
 	if (old != NULL) {
 		log_info("port %s: new connection from %s replaces %s",
 		    p->id, vs->addr, old->addr);
@@ -305,7 +309,23 @@ port_bind_vm(struct port *p, struct vm_session *vs)
 	vs->port = p;
 	p->last_seen = time(NULL);
 	port_check_expiry(p);
+	/* Input held from an abandoned vMotion goes to the new connection. */
+	if (p->vmotion == NULL)
+		port_flush_hold(p, vs);
 	port_vm_writable(p);
+}
+
+/* Send the held client input to vs, in order. */
+void
+port_flush_hold(struct port *p, struct vm_session *vs)
+{
+	size_t len = evbuffer_get_length(p->hold);
+
+	if (vs == NULL || len == 0)
+		return;
+	vm_send_data(vs, evbuffer_pullup(p->hold, -1), len);
+	evbuffer_drain(p->hold, len);
+	p->bytes_to_vm += len;
 }
 
 /* The port's VM connection went away. */
@@ -355,6 +375,17 @@ port_input(struct port *p, const uint8_t *data, size_t len)
 
 	if (len == 0)
 		return;
+	if (vmotion_holding(p)) {
+		/* R6/R7: held until the vMotion ends; backpressure. */
+		evbuffer_add(p->hold, data, len);
+		if (!p->clients_paused &&
+		    evbuffer_get_length(p->hold) > cfg.vmotion_hold_max) {
+			p->clients_paused = true;
+			TAILQ_FOREACH(c, &p->clients, entry)
+				client_pause(c, true);
+		}
+		return;
+	}
 	if (p->vm == NULL || p->vm->retiring) {
 		p->input_dropped += len;
 		return;
@@ -376,7 +407,10 @@ port_vm_writable(struct port *p)
 
 	if (!p->clients_paused)
 		return;
-	if (p->vm != NULL && vm_queue_len(p->vm) > cfg.vm_queue / 2)
+	if (vmotion_holding(p)) {
+		if (evbuffer_get_length(p->hold) > cfg.vmotion_hold_max / 2)
+			return;
+	} else if (p->vm != NULL && vm_queue_len(p->vm) > cfg.vm_queue / 2)
 		return;
 	p->clients_paused = false;
 	TAILQ_FOREACH(c, &p->clients, entry)
@@ -415,7 +449,13 @@ void
 port_free(struct port *p)
 {
 	struct client *c;
+	struct vm_session *vs;
 
+	vmotion_port_reset(p, "port removed");
+	TAILQ_FOREACH(vs, &vm_sessions, entry) {
+		if (vs->late_port == p)
+			vs->late_port = NULL;
+	}
 	while ((c = TAILQ_FIRST(&p->clients)) != NULL)
 		client_close(c, "port removed");
 	if (p->vm != NULL) {
@@ -429,6 +469,7 @@ port_free(struct port *p)
 			port_range_used[p->client_port - cfg.port_lo] = 0;
 	}
 	event_free(p->expiry_ev);
+	evbuffer_free(p->hold);
 	RB_REMOVE(port_keys, &port_keys, p);
 	RB_REMOVE(port_ids, &port_ids, p);
 	TAILQ_REMOVE(&all_ports, p, entry);

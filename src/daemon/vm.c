@@ -6,14 +6,13 @@
  * codec, which refuses AUTHENTICATION and COM-PORT with DONT). When the
  * extension is on, or KNOWN-SUBOPTIONS-1 arrives, we send our fixed
  * KNOWN-SUBOPTIONS-2 and ask for the VC UUID and the VM name. DO-PROXY is
- * answered WILL-PROXY or WONT-PROXY from the service URI policy. Once the
- * UUID and an accepted service URI are known the session is bound to its
- * port; console data that arrived earlier is held (bounded, with read
+ * checked against the service URI policy: WONT-PROXY at once if refused;
+ * if accepted, WILL-PROXY once the UUID is also known and the session is
+ * bound to its port (so WILL-PROXY means "identified"). Console data that arrived earlier is held (bounded, with read
  * backpressure past the cap) and released at that moment, in order.
  *
- * vMotion is not handled yet: BEGIN gets NOTNOW, PEER gets no PEER-OK and
- * the connection stays unbound (it is closed at the identification
- * deadline).
+ * vMotion messages go to vmotion.c. A destination connection (VMOTION-PEER,
+ * no DO-PROXY) is bound only through its PEER, never by UUID.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -41,7 +40,7 @@ static void	vm_event_cb(struct bufferevent *, short, void *);
 static void	vm_telnet_cb(void *, const struct telnet_event *);
 
 /* Queue a VMWARE-EXT command. */
-static void
+void
 vm_send_ext(struct vm_session *vs, uint8_t cmd, const uint8_t *a,
     size_t alen, const uint8_t *b, size_t blen)
 {
@@ -127,7 +126,8 @@ vm_try_bind(struct vm_session *vs)
 	size_t len;
 	uint8_t *data;
 
-	if (vs->port != NULL || !vs->have_uuid || !vs->proxy_ok || vs->dead)
+	if (vs->port != NULL || !vs->have_uuid || !vs->proxy_ok || vs->dead ||
+	    vs->peer_of != NULL || vs->peer_rejected || vs->late_port != NULL)
 		return;
 	p = port_find_key(vs->uuid, vs->uri);
 	if (p == NULL)
@@ -138,6 +138,7 @@ vm_try_bind(struct vm_session *vs)
 	evtimer_del(vs->timer);
 	log_info("vm %s: bound to port %s", vs->addr, p->id);
 	port_bind_vm(p, vs);
+	vm_send_ext(vs, VMWEXT_WILL_PROXY, NULL, 0, NULL, 0);
 	/* Release what arrived before identification, in order. */
 	len = evbuffer_get_length(vs->prebind);
 	if (len > 0) {
@@ -177,7 +178,7 @@ vm_do_proxy(struct vm_session *vs, const struct vmwext_msg *m)
 	vs->proxy_ok = true;
 	vs->direction = m->direction == 'C' ? 'C' : 'S';
 	vs->uri = xstrndup((const char *)m->uri, m->uri_len);
-	vm_send_ext(vs, VMWEXT_WILL_PROXY, NULL, 0, NULL, 0);
+	/* WILL-PROXY goes out once bound (as in the capture). */
 	vm_send_ks2(vs);
 	vm_send_gets(vs);
 	vm_try_bind(vs);
@@ -208,6 +209,8 @@ vm_uuid(struct vm_session *vs, const struct vmwext_msg *m, bool bios)
 	}
 	strlcpy(vs->uuid, uuid, sizeof vs->uuid);
 	vs->have_uuid = true;
+	if (vs->peer_of != NULL)
+		vmotion_dst_uuid(vs, uuid);
 	vm_try_bind(vs);
 }
 
@@ -280,20 +283,16 @@ vm_ext(struct vm_session *vs, const uint8_t *sb, size_t len)
 		    log_escape(m.payload, m.len));
 		break;
 	case VMWEXT_VMOTION_BEGIN:
-		/* vMotion hand-over is not implemented yet: decline. */
-		log_warnx("vm %s: VMOTION-BEGIN declined with NOTNOW "
-		    "(vMotion not supported yet)", vs->addr);
-		vm_send_ext(vs, VMWEXT_VMOTION_NOTNOW, m.payload, m.len,
-		    NULL, 0);
+		vmotion_begin(vs, m.payload, m.len);
 		break;
 	case VMWEXT_VMOTION_PEER:
-		log_warnx("vm %s: VMOTION-PEER with no open vMotion; no "
-		    "PEER-OK", vs->addr);
+		vmotion_peer(vs, m.payload, m.len);
 		break;
 	case VMWEXT_VMOTION_COMPLETE:
+		vmotion_complete(vs, m.payload, m.len);
+		break;
 	case VMWEXT_VMOTION_ABORT:
-		log_warnx("vm %s: %s with no vMotion ignored", vs->addr,
-		    vmwext_cmd_name(m.cmd));
+		vmotion_abort(vs);
 		break;
 	default:
 		/* A proxy-to-host command sent to us: not supported. */
@@ -310,7 +309,23 @@ vm_data(struct vm_session *vs, const uint8_t *data, size_t len)
 {
 	vs->bytes_in += len;
 	if (vs->port != NULL) {
+		if (vs->port->vmotion != NULL &&
+		    vs->port->vmotion->state >= VMOTION_GOAHEAD_SENT &&
+		    !vs->late_logged) {
+			vs->late_logged = true;
+			log_info("vm %s: output after GOAHEAD forwarded",
+			    vs->addr);
+		}
 		port_output(vs->port, data, len);
+		return;
+	}
+	if (vs->late_port != NULL) {
+		/* E8: bytes from the old source after COMPLETE. */
+		if (!vs->late_logged)
+			log_warnx("vm %s: %zu bytes from the old source after "
+			    "COMPLETE forwarded", vs->addr, len);
+		vs->late_logged = true;
+		port_output(vs->late_port, data, len);
 		return;
 	}
 	if (vs->retiring)
@@ -402,8 +417,11 @@ vm_write_cb(struct bufferevent *bev, void *arg)
 			vm_close(vs, "replaced by a new connection");
 		return;
 	}
-	if (vs->port != NULL)
+	if (vs->port != NULL) {
+		if (vs->port->vmotion != NULL)
+			vmotion_src_drained(vs);
 		port_vm_writable(vs->port);
+	}
 }
 
 /* EOF or error on the VM connection. */
@@ -427,7 +445,9 @@ vm_timer(evutil_socket_t fd, short events, void *arg)
 
 	if (vs->retiring)
 		vm_close(vs, "retired connection did not drain");
-	else if (vs->port == NULL)
+	else if (vs->late_port != NULL)
+		vm_close(vs, "old source after vMotion");
+	else if (vs->port == NULL && vs->peer_of == NULL)
 		vm_close(vs, vs->proxy_refused ? "service URI refused" :
 		    "not identified in time");
 }
@@ -499,10 +519,34 @@ vm_retire(struct vm_session *vs)
 	evtimer_add(vs->timer, &tv);
 }
 
+/*
+ * The source of a completed vMotion: no longer the port's connection and
+ * never written to again, but read until EOF (late bytes are forwarded) or
+ * until the drain deadline.
+ */
+void
+vm_retire_source(struct vm_session *vs, struct port *p)
+{
+	struct timeval tv = { cfg.vmotion_source_drain, 0 };
+
+	vs->port = NULL;
+	vs->late_port = p;
+	vs->late_logged = false;
+	evtimer_add(vs->timer, &tv);
+}
+
+/* Resume reading (after the pre-bind cap). */
+void
+vm_resume_read(struct vm_session *vs)
+{
+	vm_pause_read(vs, false);
+}
+
 /* Close a VM connection. The one teardown. */
 void
 vm_close(struct vm_session *vs, const char *reason)
 {
+	vmotion_vm_closed(vs);
 	if (vs->port != NULL) {
 		log_info("vm %s: port %s disconnected: %s", vs->addr,
 		    vs->port->id, reason);

@@ -41,6 +41,11 @@ enum {
 	OPT_PORT_EXPIRY,
 	OPT_IDENT_TIMEOUT,
 	OPT_CLIENT_QUEUE,
+	OPT_VMOTION_DRAIN,
+	OPT_VMOTION_PEER,
+	OPT_VMOTION_COMPLETE,
+	OPT_VMOTION_SOURCE,
+	OPT_VMOTION_HOLD,
 	OPT_VERSION,
 };
 
@@ -58,6 +63,12 @@ static const struct option longopts[] = {
 	{ "port-expiry",	required_argument,	NULL, OPT_PORT_EXPIRY },
 	{ "ident-timeout",	required_argument,	NULL, OPT_IDENT_TIMEOUT },
 	{ "client-queue",	required_argument,	NULL, OPT_CLIENT_QUEUE },
+	{ "vmotion-drain-ms",	required_argument,	NULL, OPT_VMOTION_DRAIN },
+	{ "vmotion-peer-timeout", required_argument,	NULL, OPT_VMOTION_PEER },
+	{ "vmotion-complete-timeout", required_argument, NULL,
+	    OPT_VMOTION_COMPLETE },
+	{ "vmotion-source-drain", required_argument,	NULL, OPT_VMOTION_SOURCE },
+	{ "vmotion-hold-max",	required_argument,	NULL, OPT_VMOTION_HOLD },
 	{ "version",		no_argument,		NULL, OPT_VERSION },
 	{ NULL,			0,			NULL, 0 }
 };
@@ -72,13 +83,18 @@ usage(int status)
 "             [--client-bind ADDR] [--port-range LO-HI|0|off]\n"
 "             [--admin-listen ADDR:PORT|off] [--service-uri PREFIX]...\n"
 "             [--port-expiry SECONDS] [--ident-timeout SECONDS]\n"
-"             [--client-queue BYTES] [--version] [--help]\n"
+"             [--client-queue BYTES] [--vmotion-drain-ms MS]\n"
+"             [--vmotion-peer-timeout S] [--vmotion-complete-timeout S]\n"
+"             [--vmotion-source-drain S] [--vmotion-hold-max BYTES]\n"
+"             [--version] [--help]\n"
 "\n"
 "defaults: --state-dir " VSPCD_DEFAULT_STATE_DIR " --vm-listen 0.0.0.0:13370\n"
 "          --client-listen 127.0.0.1:13371 --client-bind 127.0.0.1\n"
 "          --port-range 50000-50999 --admin-listen 127.0.0.1:13372\n"
 "          --service-uri vSPC.py --port-expiry 86400 --ident-timeout 10\n"
-"          --client-queue 262144\n");
+"          --client-queue 262144 --vmotion-drain-ms 1500\n"
+"          --vmotion-peer-timeout 60 --vmotion-complete-timeout 60\n"
+"          --vmotion-source-drain 10 --vmotion-hold-max 1048576\n");
 	exit(status);
 }
 
@@ -139,6 +155,11 @@ parse_args(int argc, char **argv)
 	cfg.vm_queue = 64 * 1024;
 	cfg.prebind_max = 16 * 1024;
 	cfg.sb_max = TELNET_SB_MAX;
+	cfg.vmotion_drain_ms = 1500;
+	cfg.vmotion_peer_timeout = 60;
+	cfg.vmotion_complete_timeout = 60;
+	cfg.vmotion_source_drain = 10;
+	cfg.vmotion_hold_max = 1024 * 1024;
 
 	while ((ch = getopt_long(argc, argv, "dvh", longopts, NULL)) != -1) {
 		switch (ch) {
@@ -193,6 +214,26 @@ parse_args(int argc, char **argv)
 		case OPT_CLIENT_QUEUE:
 			cfg.client_queue = (size_t)number(optarg, 4096,
 			    1LL << 30, "--client-queue");
+			break;
+		case OPT_VMOTION_DRAIN:
+			cfg.vmotion_drain_ms = (int)number(optarg, 1, 600000,
+			    "--vmotion-drain-ms");
+			break;
+		case OPT_VMOTION_PEER:
+			cfg.vmotion_peer_timeout = (int)number(optarg, 1, 86400,
+			    "--vmotion-peer-timeout");
+			break;
+		case OPT_VMOTION_COMPLETE:
+			cfg.vmotion_complete_timeout = (int)number(optarg, 1,
+			    86400, "--vmotion-complete-timeout");
+			break;
+		case OPT_VMOTION_SOURCE:
+			cfg.vmotion_source_drain = (int)number(optarg, 1, 3600,
+			    "--vmotion-source-drain");
+			break;
+		case OPT_VMOTION_HOLD:
+			cfg.vmotion_hold_max = (size_t)number(optarg, 4096,
+			    1LL << 30, "--vmotion-hold-max");
 			break;
 		case OPT_VERSION:
 			printf("vspcd %s\n", VSPC_VERSION);

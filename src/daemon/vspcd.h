@@ -42,6 +42,7 @@
 #define VSPCD_NAME_MAX		1024	/* VM names longer than this are cut */
 #define VSPCD_URI_MAX		1024	/* service URIs longer are refused */
 #define VSPCD_LABEL_MAX		33
+#define VMOTION_SECRET_LEN	8
 
 struct config {
 	int		 foreground;
@@ -62,6 +63,32 @@ struct config {
 	size_t		 vm_queue;		/* to-VM queue cap */
 	size_t		 prebind_max;		/* VM data held before bind */
 	size_t		 sb_max;
+	int		 vmotion_drain_ms;	/* BEGIN -> NOTNOW if not drained */
+	int		 vmotion_peer_timeout;	/* s, GOAHEAD -> PEER */
+	int		 vmotion_complete_timeout; /* s, PEER-OK -> COMPLETE */
+	int		 vmotion_source_drain;	/* s, old source after COMPLETE */
+	size_t		 vmotion_hold_max;	/* client input held */
+};
+
+enum vmotion_state {
+	VMOTION_IDLE = 0,
+	VMOTION_BEGIN_RCVD,
+	VMOTION_GOAHEAD_SENT,
+	VMOTION_PEERED,
+};
+
+struct vmotion {
+	RB_ENTRY(vmotion)	 entry;		/* by sequence, while published */
+	struct port		*port;
+	enum vmotion_state	 state;
+	uint8_t			 seq[VMWEXT_COOKIE_MAX];
+	size_t			 seqlen;
+	uint8_t			 secret[VMOTION_SECRET_LEN];
+	bool			 in_table;
+	struct vm_session	*src;		/* NULL once the source closed */
+	struct vm_session	*dst;		/* set by a valid PEER */
+	struct event		*timer;
+	struct timeval		 started;
 };
 
 struct vm_session;
@@ -80,6 +107,8 @@ struct port {
 	uint8_t			 direction;	/* 'S' or 'C' */
 
 	struct vm_session	*vm;		/* active connection or NULL */
+	struct vmotion		*vmotion;	/* hand-over under way or NULL */
+	struct evbuffer		*hold;		/* client input held (vMotion) */
 	TAILQ_HEAD(, client)	 clients;
 	u_int			 nclients;
 	bool			 clients_paused;
@@ -92,6 +121,12 @@ struct port {
 	uint64_t		 bytes_to_vm;
 	uint64_t		 input_dropped;	/* client bytes with no VM */
 	uint64_t		 client_bytes_dropped;
+	uint64_t		 vmotion_begun;
+	uint64_t		 vmotion_completed;
+	uint64_t		 vmotion_aborted;
+	uint64_t		 vmotion_notnow;
+	uint64_t		 vmotion_abandoned;
+	uint64_t		 vmotion_bad_peers;
 	time_t			 created;
 	time_t			 last_seen;
 };
@@ -101,6 +136,10 @@ struct vm_session {
 	struct bufferevent	*bev;
 	struct telnet		 tn;
 	struct port		*port;		/* bound port or NULL */
+	struct vmotion		*peer_of;	/* destination of this vMotion */
+	struct port		*late_port;	/* old source after COMPLETE */
+	bool			 peer_rejected;	/* sent a bad PEER: never bind */
+	bool			 late_logged;
 	struct evbuffer		*prebind;	/* console data before bind */
 	struct event		*timer;		/* ident or drain deadline */
 
@@ -175,6 +214,7 @@ void	port_vm_writable(struct port *);
 void	port_check_expiry(struct port *);
 void	port_free(struct port *);
 void	port_free_all(void);
+void	port_flush_hold(struct port *, struct vm_session *);
 u_int	port_count(void);
 struct port *port_first(void);
 struct port *port_next(struct port *);
@@ -184,10 +224,28 @@ bool	port_uri_is_bare(const char *uri);
 void	vm_accept_cb(struct evconnlistener *, evutil_socket_t,
 	    struct sockaddr *, int, void *);
 void	vm_send_data(struct vm_session *, const uint8_t *, size_t);
+void	vm_send_ext(struct vm_session *, uint8_t, const uint8_t *, size_t,
+	    const uint8_t *, size_t);
+void	vm_retire_source(struct vm_session *, struct port *);
+void	vm_resume_read(struct vm_session *);
 size_t	vm_queue_len(struct vm_session *);
 void	vm_close(struct vm_session *, const char *reason);
 void	vm_retire(struct vm_session *);
 void	vm_close_all(void);
+
+/* vmotion.c */
+extern uint64_t	 vmotion_bad_peers_unknown;
+extern u_int	 vmotion_open;
+const char *vmotion_state_name(struct port *);
+void	vmotion_begin(struct vm_session *, const uint8_t *, size_t);
+void	vmotion_src_drained(struct vm_session *);
+void	vmotion_peer(struct vm_session *, const uint8_t *, size_t);
+void	vmotion_complete(struct vm_session *, const uint8_t *, size_t);
+void	vmotion_abort(struct vm_session *);
+void	vmotion_dst_uuid(struct vm_session *, const char *);
+void	vmotion_vm_closed(struct vm_session *);
+void	vmotion_port_reset(struct port *, const char *);
+bool	vmotion_holding(struct port *);
 
 /* client.c */
 void	client_accept_frontdoor_cb(struct evconnlistener *, evutil_socket_t,

@@ -33,6 +33,8 @@ log_get_level(void)
 	return (log_level);
 }
 
+static void log_vemit(int, int, const char *, va_list) printflike(3, 0);
+
 /* Emit one line at a syslog priority, optionally with an errno string. */
 static void
 log_vemit(int pri, int err, const char *fmt, va_list ap)
