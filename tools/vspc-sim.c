@@ -990,9 +990,8 @@ ctl_status(const char *vs, const char *ps)
 		    c->sent, c->received, c->recv_fnv);
 	}
 	evbuffer_add_printf(out, "]}\n");
-	while (evbuffer_get_length(out) > 0)
-		if (evbuffer_write(out, STDOUT_FILENO) <= 0)
-			break;
+	fwrite(evbuffer_pullup(out, -1), 1, evbuffer_get_length(out), stdout);
+	fflush(stdout);
 	evbuffer_free(out);
 }
 
@@ -1020,7 +1019,6 @@ ctl_command(char *line)
 		return;
 	}
 	if (strcmp(argv[0], "status") == 0) {
-		fflush(stdout);
 		ctl_status(argc > 1 ? argv[1] : NULL, argc > 2 ? argv[2] : NULL);
 		return;
 	}
@@ -1481,8 +1479,11 @@ raise_nofile(void)
 static void
 ctl_setup(void)
 {
-	if (evutil_make_socket_nonblocking(STDIN_FILENO) != 0)
-		sim_fatalx("stdin: cannot make nonblocking");
+	/*
+	 * stdin stays blocking: the event is level-triggered and each
+	 * callback reads once, and O_NONBLOCK would also hit stdout when
+	 * both are the same terminal.
+	 */
 	if ((sim.ctl_in = evbuffer_new()) == NULL)
 		sim_fatalx("out of memory");
 	sim.ctl_ev = event_new(sim.base, STDIN_FILENO, EV_READ | EV_PERSIST,
