@@ -24,6 +24,7 @@
 #include <sys/types.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -169,9 +170,12 @@ static const uint8_t esxi_ks1[] = {
 
 static void conn_close(struct conn *, const char *, bool);
 static void conn_telnet_cb(void *, const struct telnet_event *);
+static void sim_warnx(const char *, ...) printflike(1, 2);
+static __dead void sim_fatalx(const char *, ...) printflike(1, 2);
+static void sim_event(const char *, ...) printflike(1, 2);
 
 /* Print a message to stderr. */
-static void printflike(1, 2)
+static void
 sim_warnx(const char *fmt, ...)
 {
 	va_list ap;
@@ -184,7 +188,7 @@ sim_warnx(const char *fmt, ...)
 }
 
 /* Print a message to stderr and exit with status 1. */
-static __dead void printflike(1, 2)
+static void
 sim_fatalx(const char *fmt, ...)
 {
 	va_list ap;
@@ -198,7 +202,7 @@ sim_fatalx(const char *fmt, ...)
 }
 
 /* Print one event line on stdout and flush it at once. */
-static void printflike(1, 2)
+static void
 sim_event(const char *fmt, ...)
 {
 	va_list ap;
@@ -1095,6 +1099,13 @@ ctl_read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Read control commands from a stdin that cannot be polled. */
+static void
+ctl_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	ctl_read_cb(STDIN_FILENO, EV_READ, arg);
+}
+
 /* Stop the loop on SIGINT/SIGTERM. */
 static void
 sim_signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -1479,18 +1490,31 @@ raise_nofile(void)
 static void
 ctl_setup(void)
 {
+	struct timeval tv = { 0, SIM_TICK_US };
+	struct stat st;
+	bool poll;
+
 	/*
 	 * stdin stays blocking: the event is level-triggered and each
 	 * callback reads once, and O_NONBLOCK would also hit stdout when
-	 * both are the same terminal.
+	 * both are the same terminal. epoll refuses regular files and
+	 * /dev/null; those are read from a timer instead (always ready).
 	 */
+	if (fstat(STDIN_FILENO, &st) != 0)
+		sim_fatalx("--control: stdin: %s", strerror(errno));
+	poll = S_ISREG(st.st_mode) ||
+	    (S_ISCHR(st.st_mode) && !isatty(STDIN_FILENO));
 	if ((sim.ctl_in = evbuffer_new()) == NULL)
 		sim_fatalx("out of memory");
-	sim.ctl_ev = event_new(sim.base, STDIN_FILENO, EV_READ | EV_PERSIST,
-	    ctl_read_cb, NULL);
-	if (sim.ctl_ev == NULL || event_add(sim.ctl_ev, NULL) != 0)
-		sim_fatalx("--control: cannot watch stdin (a pipe or tty is "
-		    "needed)");
+	if (poll)
+		sim.ctl_ev = event_new(sim.base, -1, EV_PERSIST, ctl_poll_cb,
+		    NULL);
+	else
+		sim.ctl_ev = event_new(sim.base, STDIN_FILENO,
+		    EV_READ | EV_PERSIST, ctl_read_cb, NULL);
+	if (sim.ctl_ev == NULL || event_add(sim.ctl_ev, poll ? &tv : NULL) !=
+	    0)
+		sim_fatalx("--control: cannot watch stdin");
 }
 
 /* Run the simulator. */
