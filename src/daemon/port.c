@@ -298,7 +298,7 @@ port_bind_vm(struct port *p, struct vm_session *vs)
 		return;
 	/* A fresh connection (not the vMotion destination) ends a vMotion. */
 	if (p->vmotion != NULL && p->vmotion->dst != vs)
-		vmotion_port_reset(p, "VM reconnected");
+		vmotion_port_reset(p, "VM reconnected", true);
 	if (old != NULL) {
 		log_info("port %s: new connection from %s replaces %s",
 		    p->id, vs->addr, old->addr);
@@ -451,7 +451,7 @@ port_free(struct port *p)
 	struct client *c;
 	struct vm_session *vs;
 
-	vmotion_port_reset(p, "port removed");
+	vmotion_port_reset(p, "port removed", false);
 	TAILQ_FOREACH(vs, &vm_sessions, entry) {
 		if (vs->late_port == p)
 			vs->late_port = NULL;

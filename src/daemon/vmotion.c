@@ -286,6 +286,7 @@ vmotion_peer(struct vm_session *vs, const uint8_t *cookie, size_t len)
 {
 	struct vmotion find, *vm, *match = NULL;
 	size_t seqlen;
+	u_int candidates = 0;
 
 	if (vs->port != NULL || vs->peer_of != NULL || vs->peer_rejected) {
 		log_warnx("vm %s: VMOTION-PEER on a connection that is "
@@ -304,17 +305,25 @@ vmotion_peer(struct vm_session *vs, const uint8_t *cookie, size_t len)
 		    vm != NULL && vm->seqlen == seqlen &&
 		    memcmp(vm->seq, cookie, seqlen) == 0;
 		    vm = RB_NEXT(vmotion_tree, &vmotion_tree, vm)) {
-			if (vmotion_secret_eq(vm->secret, cookie + seqlen,
-			    VMOTION_SECRET_LEN) && match == NULL)
+			candidates++;
+			if (match == NULL && vmotion_secret_eq(vm->secret,
+			    cookie + seqlen, VMOTION_SECRET_LEN))
 				match = vm;
-			else if (match == NULL)
-				vm->port->vmotion_bad_peers++;
 		}
 	}
 	if (match == NULL) {
 		/* E5/E6: no PEER-OK; never bound by UUID alone. */
 		vs->peer_rejected = true;
-		vmotion_bad_peers_unknown++;
+		if (candidates == 0)
+			vmotion_bad_peers_unknown++;
+		else {
+			/* Right sequence, wrong secret: charge the port(s). */
+			for (vm = RB_NFIND(vmotion_tree, &vmotion_tree, &find);
+			    vm != NULL && vm->seqlen == seqlen &&
+			    memcmp(vm->seq, cookie, seqlen) == 0;
+			    vm = RB_NEXT(vmotion_tree, &vmotion_tree, vm))
+				vm->port->vmotion_bad_peers++;
+		}
 		log_warnx("vm %s: VMOTION-PEER with an unknown, used or "
 		    "expired secret (%zu bytes); rejected", vs->addr, len);
 		return;
@@ -378,8 +387,6 @@ vmotion_complete(struct vm_session *vs, const uint8_t *seq, size_t len)
 		evbuffer_drain(vs->prebind, n);
 	}
 	vm_resume_read(vs);
-	vm->dst = NULL;
-	vm->src = src;
 	vmotion_end(vm, "completed", vs);	/* R8: hold to destination */
 }
 
@@ -458,12 +465,19 @@ vmotion_vm_closed(struct vm_session *vs)
 		    vs->port->id, vmotion_state_names[vm->state]);
 }
 
-/* Port teardown or a fresh reconnect: drop any vMotion of the port. */
+/*
+ * Port teardown or a fresh reconnect: drop any vMotion of the port. With
+ * keep_hold, held input stays in the port for the connection that replaces
+ * the source, instead of going back to the source.
+ */
 void
-vmotion_port_reset(struct port *p, const char *why)
+vmotion_port_reset(struct port *p, const char *why, bool keep_hold)
 {
-	if (p->vmotion != NULL)
-		vmotion_abandon(p->vmotion, why);
+	if (p->vmotion == NULL)
+		return;
+	if (keep_hold)
+		p->vmotion->src = NULL;
+	vmotion_abandon(p->vmotion, why);
 }
 
 /* True while client input must be held (BEGIN until the end). */

@@ -244,7 +244,7 @@ void	vmotion_complete(struct vm_session *, const uint8_t *, size_t);
 void	vmotion_abort(struct vm_session *);
 void	vmotion_dst_uuid(struct vm_session *, const char *);
 void	vmotion_vm_closed(struct vm_session *);
-void	vmotion_port_reset(struct port *, const char *);
+void	vmotion_port_reset(struct port *, const char *, bool);
 bool	vmotion_holding(struct port *);
 
 /* client.c */
