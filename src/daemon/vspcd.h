@@ -68,6 +68,20 @@ struct config {
 	int		 vmotion_complete_timeout; /* s, PEER-OK -> COMPLETE */
 	int		 vmotion_source_drain;	/* s, old source after COMPLETE */
 	size_t		 vmotion_hold_max;	/* client input held */
+
+	/* Config file, persistence, console logs, replay (config.c). */
+	char		*config_file;		/* -f FILE, NULL: none */
+	int		 check_only;		/* -n: validate and exit */
+	char		*log_dir;		/* NULL: STATE_DIR/logs */
+	int		 log_enabled;		/* default 1 */
+	int		 log_timestamps;	/* per-line timestamps, default 0 */
+	char		*log_timestamp_format;	/* strftime(3) */
+	size_t		 log_max_size;		/* rotate above; 0: never */
+	int		 log_keep;		/* rotated files kept */
+	int		 log_sync_ms;		/* fdatasync period while dirty */
+	size_t		 replay_size;		/* per-port replay ring; 0: off */
+	int		 replay_telnet;		/* replay on telnet attach */
+	int		 state_expiry_days;	/* forget ports not seen since */
 };
 
 enum vmotion_state {
