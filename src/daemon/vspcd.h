@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #include <event2/event.h>
@@ -270,6 +271,45 @@ void	client_write_console(struct client *, const uint8_t *, size_t);
 void	client_pause(struct client *, bool);
 void	client_close(struct client *, const char *reason);
 void	client_close_all(void);
+
+/* config.c: defaults < config file < command-line flags. */
+void	config_defaults(struct config *);
+int	config_parse_args(struct config *, int, char **);
+int	config_load_file(struct config *, const char *path, FILE *errout);
+int	config_validate(const struct config *, FILE *errout);
+int	config_build(struct config *, int, char **, FILE *errout);
+void	config_free(struct config *);
+__dead void config_usage(int);
+
+/* consolelog.c */
+struct consolelog;
+void	consolelog_init(void);
+void	consolelog_shutdown(void);
+struct consolelog *consolelog_open(const char *port_id);
+void	consolelog_write(struct consolelog *, const uint8_t *, size_t);
+void	consolelog_event(struct consolelog *, const char *event,
+	    const char *detail);
+void	consolelog_close(struct consolelog *);
+void	consolelog_reopen_all(void);
+const char *consolelog_path(const struct consolelog *);
+int	consolelog_tail(const char *port_id, size_t n, struct evbuffer *out);
+
+/* db.c */
+struct db_port {
+	char		 uuid[33];
+	char		*uri;
+	char		*id;
+	char		*name;
+	int		 client_port;	/* 0: none */
+	time_t		 last_seen;
+};
+int	db_open(const char *state_dir);
+void	db_close(void);
+int	db_port_save(const struct db_port *);
+int	db_port_touch(const char *uuid, const char *uri, time_t);
+int	db_ports_load(time_t not_before,
+	    void (*cb)(const struct db_port *, void *), void *arg);
+int	db_expire(time_t cutoff);
 
 /* admin.c */
 int	admin_start(const char *spec, int *bound_port);
