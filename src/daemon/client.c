@@ -85,7 +85,7 @@ static void
 client_attach(struct client *c, struct port *p)
 {
 	c->frontdoor = false;
-	port_attach(p, c);
+	port_attach(p, c, cfg.replay_telnet != 0);
 }
 
 /* Input for the console: NVT newline handling, then to the port. */

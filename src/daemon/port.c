@@ -341,6 +341,53 @@ port_unbind_vm(struct port *p, struct vm_session *vs)
 	port_check_expiry(p);
 }
 
+/* Keep the last cfg.replay_size bytes of output for new clients. */
+static void
+port_replay_add(struct port *p, const uint8_t *data, size_t len)
+{
+	size_t have;
+
+	if (cfg.replay_size == 0)
+		return;
+	if (p->replay == NULL)
+		p->replay = evbuffer_new();
+	if (len >= cfg.replay_size) {
+		evbuffer_drain(p->replay, evbuffer_get_length(p->replay));
+		evbuffer_add(p->replay, data + len - cfg.replay_size,
+		    cfg.replay_size);
+		return;
+	}
+	evbuffer_add(p->replay, data, len);
+	have = evbuffer_get_length(p->replay);
+	if (have > cfg.replay_size)
+		evbuffer_drain(p->replay, have - cfg.replay_size);
+}
+
+/* Send the replay buffer to one client, escaped, before live output. */
+static void
+port_replay_send(struct port *p, struct client *c)
+{
+	struct evbuffer_iovec *v;
+	uint8_t *esc;
+	size_t elen;
+	int i, n;
+
+	if (p->replay == NULL || evbuffer_get_length(p->replay) == 0)
+		return;
+	n = evbuffer_peek(p->replay, -1, NULL, NULL, 0);
+	if (n <= 0)
+		return;
+	v = xcalloc((size_t)n, sizeof *v);
+	n = evbuffer_peek(p->replay, -1, NULL, v, n);
+	for (i = 0; i < n; i++) {
+		esc = xmalloc(v[i].iov_len * 2);
+		elen = telnet_escape(esc, v[i].iov_base, v[i].iov_len);
+		client_write_console(c, esc, elen);
+		free(esc);
+	}
+	free(v);
+}
+
 /* Fan VM output out to every attached client. */
 void
 port_output(struct port *p, const uint8_t *data, size_t len)
@@ -351,6 +398,7 @@ port_output(struct port *p, const uint8_t *data, size_t len)
 	size_t elen;
 
 	p->bytes_from_vm += len;
+	port_replay_add(p, data, len);
 	if (TAILQ_EMPTY(&p->clients))
 		return;
 	/* Escape once for all clients. */
@@ -417,10 +465,12 @@ port_vm_writable(struct port *p)
 		client_pause(c, false);
 }
 
-/* Attach a client to the port. */
+/* Attach a client to the port, optionally replaying recent output. */
 void
-port_attach(struct port *p, struct client *c)
+port_attach(struct port *p, struct client *c, bool replay)
 {
+	if (replay)
+		port_replay_send(p, c);
 	c->port = p;
 	TAILQ_INSERT_TAIL(&p->clients, c, entry);
 	p->nclients++;
@@ -470,6 +520,8 @@ port_free(struct port *p)
 	}
 	event_free(p->expiry_ev);
 	evbuffer_free(p->hold);
+	if (p->replay != NULL)
+		evbuffer_free(p->replay);
 	RB_REMOVE(port_keys, &port_keys, p);
 	RB_REMOVE(port_ids, &port_ids, p);
 	TAILQ_REMOVE(&all_ports, p, entry);

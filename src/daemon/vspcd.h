@@ -124,6 +124,8 @@ struct port {
 	struct vm_session	*vm;		/* active connection or NULL */
 	struct vmotion		*vmotion;	/* hand-over under way or NULL */
 	struct evbuffer		*hold;		/* client input held (vMotion) */
+	struct evbuffer		*replay;	/* last cfg.replay_size bytes */
+	struct consolelog	*log;
 	TAILQ_HEAD(, client)	 clients;
 	u_int			 nclients;
 	bool			 clients_paused;
@@ -223,7 +225,7 @@ void	port_bind_vm(struct port *, struct vm_session *);
 void	port_unbind_vm(struct port *, struct vm_session *);
 void	port_output(struct port *, const uint8_t *, size_t);
 void	port_input(struct port *, const uint8_t *, size_t);
-void	port_attach(struct port *, struct client *);
+void	port_attach(struct port *, struct client *, bool replay);
 void	port_detach(struct port *, struct client *);
 void	port_vm_writable(struct port *);
 void	port_check_expiry(struct port *);
