@@ -126,8 +126,10 @@ client_frontdoor_line(struct client *c)
 {
 	struct port *m[8];
 	char msg[512];
+	const char *name = c->line;
 	int n, i;
 	size_t o;
+	bool replay = cfg.replay_telnet != 0;
 
 	c->line[c->linelen] = '\0';
 	c->linelen = 0;
@@ -135,21 +137,32 @@ client_frontdoor_line(struct client *c)
 		client_puts(c, CLIENT_PROMPT);
 		return (false);
 	}
-	n = port_lookup(c->line, m, nitems(m));
+	n = port_lookup(name, m, nitems(m));
+	/* "/replay NAME" and "/noreplay NAME" choose replay explicitly. */
+	if (n == 0 && strncmp(name, "/replay ", 8) == 0) {
+		replay = true;
+		name += 8;
+		n = port_lookup(name, m, nitems(m));
+	} else if (n == 0 && strncmp(name, "/noreplay ", 10) == 0) {
+		replay = false;
+		name += 10;
+		n = port_lookup(name, m, nitems(m));
+	}
 	if (n == 1) {
 		snprintf(msg, sizeof msg, "attached to %s [%s]\r\n",
 		    m[0]->name[0] != '\0' ? m[0]->name : "(unnamed)", m[0]->id);
 		client_puts(c, msg);
-		client_attach(c, m[0]);
+		c->frontdoor = false;
+		port_attach(m[0], c, replay);
 		return (true);
 	}
 	if (n == 0)
 		snprintf(msg, sizeof msg, "vspcd: no console named '%s'\r\n",
-		    log_escape(c->line, strlen(c->line)));
+		    log_escape(name, strlen(name)));
 	else {
 		o = (size_t)snprintf(msg, sizeof msg,
 		    "vspcd: '%s' matches %d consoles:",
-		    log_escape(c->line, strlen(c->line)), n);
+		    log_escape(name, strlen(name)), n);
 		for (i = 0; i < n && i < (int)nitems(m) && o < sizeof msg; i++)
 			o += (size_t)snprintf(msg + o, sizeof msg - o, " %s",
 			    m[i]->id);
