@@ -236,10 +236,20 @@ class CaptureTest(vspctest.VspcTestCase):
         vm = self.raw_vm(self.d)
         p = TelnetParser()
         neg, data = self.segs[:-25], self.segs[-25:]
-        for seg in neg:
+        will_proxy_at = None
+        for i, seg in enumerate(neg):
             vm.send(seg)
             self.read_replies(vm, p, 0.02)
+            if will_proxy_at is None and WILL_PROXY in [c for c, _ in
+                                                        p.vmw()]:
+                will_proxy_at = i
         self.read_replies(vm, p, 0.2)
+        # WILL-PROXY means "identified": not before the VC UUID was sent
+        # (INTERFACES.md, vMotion section; as the capture's proxy does).
+        uuid_seg = next(i for i, s in enumerate(neg)
+                        if s.startswith(bytes([IAC, SB, VMW, 0x50])))
+        self.assertIsNotNone(will_proxy_at)
+        self.assertGreaterEqual(will_proxy_at, uuid_seg)
         port = self.wait_port()
         self.assertEqual(port['bytes_from_vm'], 0)
         tn = self.attach_client(port)

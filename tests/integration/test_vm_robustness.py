@@ -6,7 +6,8 @@ with a client attached for the whole test. Raw VM connections then send:
 IAC SE outside SB, IAC x inside an option 232 SB, a 10,000-byte SB (over
 the 4 KiB cap), random garbage, DO-PROXY with an empty payload, an unknown
 subcommand (UNKNOWN-SUBOPTION-RCVD-2 expected), VMOTION-BEGIN (NOTNOW with
-the same sequence: vMotion is not implemented yet), DO-PROXY with a service
+the same sequence before the connection is bound; GOAHEAD then ABORT on a
+bound one; bad sequence lengths ignored), DO-PROXY with a service
 URI outside the policy (WONT-PROXY, no port), and a connection that never
 identifies (closed after about 1 s). Throughout, the healthy VM's client
 keeps receiving a continuous, valid stream and /healthz answers ok.
@@ -210,24 +211,59 @@ class VmRobustnessTest(vspctest.VspcTestCase):
         self.assertTrue(self.still_open(vm2))
         self.check_healthy()
 
-    def test_vmotion_begin_notnow(self):
-        vm, tn, pid = self.identified('vm-vmo', 9)
+    def read_sb(self, vm, prefix, timeout=5):
+        """Read up to an SB starting with prefix; its un-doubled payload."""
+        vm.read_until(prefix, timeout)
+        raw = bytearray()
+        while True:
+            raw += vm.read_exactly(1, timeout)
+            if raw.endswith(b'\xff\xf0') and \
+                    not raw[:-2].replace(b'\xff\xff', b'').endswith(b'\xff'):
+                return bytes(raw[:-2]).replace(b'\xff\xff', b'\xff')
+
+    def test_vmotion_begin_unbound_notnow(self):
+        """VMOTION-BEGIN on a connection that is not bound (E12): NOTNOW
+        with the same sequence, 0xFF doubled (TV-6)."""
+        vm = self.vm()
+        vm.send(bytes([IAC, WILL, VMW]) + vmw_sb(0, vspctest.ESXI_KS1))
+        vm.read_until(vmw_sb(vspctest.GET_VM_VC_UUID), 5)
         seq = bytes.fromhex('44da87f1')
         vm.send(vmw_sb(vspctest.VMOTION_BEGIN, seq))
-        vm.read_until(vmw_sb(vspctest.VMOTION_NOTNOW, seq), 5)
-        self.assertEqual(vmw_sb(vspctest.VMOTION_NOTNOW, seq),
-                         bytes.fromhex('fffae82b44da87f1fff0'))
-        # A sequence containing 0xFF comes back with it doubled (TV-6).
-        seq2 = bytes.fromhex('7619ffe9')
+        vm.read_until(bytes.fromhex('fffae82b44da87f1fff0'), 5)
         vm.send(bytes.fromhex('fffae8287619ffffe9fff0'))
         got = vm.read_until(bytes.fromhex('fffae82b7619ffffe9fff0'), 5)
-        self.assertNotIn(vmw_sb(vspctest.VMOTION_GOAHEAD)[:4], got)
-        self.assertEqual(vmw_sb(vspctest.VMOTION_NOTNOW, seq2)[4:-2],
-                         b'\x76\x19\xff\xff\xe9')
-        # The console keeps working on that connection.
+        self.assertNotIn(bytes([IAC, SB, VMW, vspctest.VMOTION_GOAHEAD]), got)
+        self.assertTrue(self.still_open(vm))
+        self.assertEqual(self.ports_except_healthy(), [])
+        self.check_healthy()
+
+    def test_vmotion_begin_bound_and_bad_lengths(self):
+        """On a bound connection BEGIN gets GOAHEAD(seq + 8 bytes); ABORT
+        ends it and the console keeps working. BEGIN with an empty or
+        oversized (> 64 bytes) sequence changes nothing."""
+        vm, tn, pid = self.identified('vm-vmo', 9)
+        for bad in (b'', bytes(range(1, 101))):
+            vm.send(vmw_sb(vspctest.VMOTION_BEGIN, bad))
+        vm.send(b'x')
+        self.assertEqual(tn.read_exactly(1, 5), b'x')
+        self.assertEqual(vm.read_for(0.3), b'')
+        self.assertEqual(self.d.port(pid)['vmotion']['begun'], 0)
+        seq = bytes.fromhex('7619ffe9')
+        vm.send(vmw_sb(vspctest.VMOTION_BEGIN, seq))
+        payload = self.read_sb(vm, bytes([IAC, SB, VMW,
+                                          vspctest.VMOTION_GOAHEAD]))
+        self.assertEqual(payload[:4], seq)
+        self.assertEqual(len(payload), 12, payload.hex())
+        vm.send(vmw_sb(vspctest.VMOTION_ABORT))
+        self.d.wait_ports(lambda ps: any(
+            p['id'] == pid and p['vmotion']['aborted'] == 1 for p in ps))
         vm.send(b'still here')
         self.assertEqual(tn.read_exactly(10, 5), b'still here')
-        self.assertIs(self.d.port(pid)['connected'], True)
+        tn.send(b'in')
+        self.assertEqual(vm.read_exactly(2, 5), b'in')
+        p = self.d.port(pid)
+        self.assertIs(p['connected'], True)
+        self.assertEqual(p['vmotion']['begun'], 1)
         self.check_healthy()
 
     def test_service_uri_refused(self):
@@ -259,12 +295,16 @@ class VmRobustnessTest(vspctest.VspcTestCase):
                   vmw_sb(0, vspctest.ESXI_KS1) + b'early data')
         noid = self.vm()                        # DO-PROXY but no UUID
         noid.send(bytes([IAC, WILL, VMW]) + vmw_sb(70, b'SvSPC.py'))
-        noid.read_until(WILL_PROXY, 5)
+        got = noid.read_until(vmw_sb(vspctest.GET_VM_VC_UUID), 5)
+        self.assertNotIn(WONT_PROXY, got)
+        self.assertNotIn(WILL_PROXY, got)
         t0 = time.monotonic()
         time.sleep(0.3)
         self.assertEqual(self.d.healthz()['vm_connections'], 4)
         for vm in (quiet, half, noid):
-            self.assertTrue(vm.wait_closed(4), 'not closed at deadline')
+            rest = vm.read_until_eof(4)
+            # WILL-PROXY means "identified": never sent here.
+            self.assertNotIn(WILL_PROXY, rest)
         dt = time.monotonic() - t0
         self.assertLess(dt, 3.5)
         self.assertEqual(self.ports_except_healthy(), [])
