@@ -19,7 +19,17 @@
  *
  * Console counters (sent, received, the output sequence) belong to the
  * simulated serial port, not to one TCP connection: they continue across
- * reconnects, as a guest's UART would.
+ * reconnects and vMotions, as a guest's UART would.
+ *
+ * A port (struct conn) has at most one active TCP connection (struct link)
+ * and, during a vMotion, a second one: the destination. A vMotion follows
+ * PROTOCOL-VMWARE.md section 6: the port is stunned (no output), BEGIN goes
+ * out on the source; after GOAHEAD a new link connects, negotiates like a
+ * fresh one and sends KS-1 + PEER + WILL COM-PORT in one write; after
+ * PEER-OK it sends COMPLETE, the source closes (FIN first by default, as in
+ * the capture) and the destination becomes the port's link. Failure options
+ * play the E1-E9 paths. Links are freed outside their own telnet_input()
+ * (a link closed from its own callback is only marked dead).
  */
 #include <sys/types.h>
 #include <sys/resource.h>
@@ -33,6 +43,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -73,23 +85,108 @@ enum conn_state {
 	CONN_OPEN,		/* connected, on sim.openq */
 };
 
-#define CONN_F_EXT	0x01	/* our WILL VMWARE-EXT is enabled */
-#define CONN_F_KS1	0x02	/* KS-1 and DO-PROXY sent */
-#define CONN_F_COMPORT	0x04	/* WILL COM-PORT requested */
-#define CONN_F_READY	0x08	/* WILL-PROXY received */
-#define CONN_F_REFUSED	0x10	/* WONT-PROXY received */
-#define CONN_F_RDOFF	0x20	/* reading paused by backpressure */
+#define LINK_F_EXT	0x01	/* our WILL VMWARE-EXT is enabled */
+#define LINK_F_KS1	0x02	/* KS-1 and DO-PROXY (or PEER) sent */
+#define LINK_F_COMPORT	0x04	/* WILL COM-PORT requested */
+#define LINK_F_READY	0x08	/* WILL-PROXY received (or vMotion done) */
+#define LINK_F_REFUSED	0x10	/* WONT-PROXY received */
+#define LINK_F_RDOFF	0x20	/* reading paused by backpressure */
 
-/* One simulated serial port and its (at most one) TCP connection. */
-struct conn {
-	TAILQ_ENTRY(conn) entry;	/* connq, delayq or openq */
+/* What a TCP connection is to its port. */
+enum link_role {
+	LINK_MAIN = 0,		/* the port's connection (c->link) */
+	LINK_DEST,		/* vMotion destination, before COMPLETE */
+	LINK_OLD,		/* retired source (fin=never), read until EOF */
+};
+
+struct conn;
+struct vmo;
+
+/* One TCP connection of a simulated port. */
+struct link {
+	TAILQ_ENTRY(link) entry;	/* sim.oldq (LINK_OLD only) */
+	struct conn *c;
+	struct vmo *vmo;		/* LINK_DEST: its vMotion */
 	struct bufferevent *bev;
 	struct telnet tn;
 	uint64_t ext_us;		/* when VMWARE-EXT became enabled */
 	uint64_t proxy_us;		/* when DO-PROXY went out */
+	uint8_t flags;
+	uint8_t role;
+	bool in_input;			/* inside telnet_input() */
+	bool dead;			/* free once telnet_input() returns */
+};
+
+TAILQ_HEAD(link_list, link);
+
+/* vMotion options (the words of the vmotion command). */
+#define VO_ABORT	0x01	/* ABORT after GOAHEAD, no destination */
+#define VO_ABORT_PEER	0x02	/* ABORT after PEER-OK */
+#define VO_NOPEER	0x04	/* destination never sends PEER */
+#define VO_BADSECRET	0x08	/* PEER with a flipped secret */
+#define VO_DIE_SRC	0x10	/* source closes right after GOAHEAD */
+#define VO_DIE_DST	0x20	/* destination closes after PEER-OK */
+
+enum vmo_fin { FIN_FIRST = 0, FIN_LAST, FIN_NEVER };
+
+enum vmo_step {
+	VMO_BEGIN = 0,		/* BEGIN sent; waiting for GOAHEAD/NOTNOW */
+	VMO_ABORT_WAIT,		/* 'abort': ABORT after the delay */
+	VMO_DEST,		/* destination up; waiting for PEER-OK */
+	VMO_FAIL_DST,		/* PEER-OK came; ABORT path after the delay */
+};
+
+/* vMotion outcomes, in the order of the status counters. */
+enum vmo_outcome {
+	VMO_COMPLETED = 0, VMO_NOTNOW, VMO_TIMEOUT, VMO_ABORTED, VMO_GAVEUP,
+	VMO_REJECTED, VMO_FAILED, VMO_LOST, VMO_CANCELLED, VMO_NOUTCOMES,
+};
+
+static const char *vmo_outcome_names[VMO_NOUTCOMES] = {
+	"completed", "notnow", "timeout", "aborted", "gaveup", "rejected",
+	"failed", "lost", "cancelled",
+};
+
+static const char *vmo_step_names[] = {
+	[VMO_BEGIN] = "begin", [VMO_ABORT_WAIT] = "abort-wait",
+	[VMO_DEST] = "dest", [VMO_FAIL_DST] = "fail-dst",
+};
+
+#define VMO_SEQ_MAX	32	/* seq=HEX; GOAHEAD must fit 64 bytes */
+
+/* One vMotion of one port (at most one per port at a time). */
+struct vmo {
+	TAILQ_ENTRY(vmo) entry;		/* sim.vmoq */
+	struct conn *c;
+	struct link *src;		/* NULL once the source is gone */
+	struct link *dst;
+	struct event *timer;
+	uint64_t t0_us;
+	uint8_t cookie[VMWEXT_COOKIE_MAX];	/* seq || secret */
+	size_t seqlen;
+	size_t cookielen;		/* 0 until GOAHEAD */
+	uint32_t opts;
+	uint32_t limit_ms;
+	uint32_t delay_ms;
+	uint8_t fin;
+	uint8_t step;
+	bool storm;
+};
+
+TAILQ_HEAD(vmo_list, vmo);
+
+/* One simulated serial port and its (at most one) active connection. */
+struct conn {
+	TAILQ_ENTRY(conn) entry;	/* connq, delayq or openq */
+	struct link *link;		/* active connection or NULL */
+	struct vmo *vmo;		/* vMotion under way or NULL */
+	struct evbuffer *held_out;	/* output while stunned (lazy) */
 	uint64_t due_us;		/* CONN_DELAYED: reconnect time */
 	uint64_t sent;			/* console bytes sent, unescaped */
 	uint64_t received;		/* console bytes received */
+	uint64_t recv_during;		/* received where none may come */
+	uint64_t recv_pre_goahead;	/* after BEGIN, before GOAHEAD */
+	uint64_t vmotions;		/* vMotions completed */
 	uint32_t recv_fnv;
 	uint32_t seq;			/* --mode seq: current line */
 	uint32_t vm;
@@ -97,8 +194,7 @@ struct conn {
 	uint8_t line_off;		/* --mode seq: bytes of line sent */
 	uint8_t next_byte;		/* --mode bytes */
 	uint8_t state;
-	uint8_t flags;
-	bool tn_live;			/* tn holds an initialised codec */
+	bool stunned;			/* vMotion: no output */
 };
 
 TAILQ_HEAD(conn_list, conn);
@@ -135,6 +231,31 @@ static struct {
 	socklen_t *source_lens;
 	size_t nsources;
 	size_t next_source;
+	struct sockaddr_storage *dsources;	/* --dest-source */
+	socklen_t *dsource_lens;
+	size_t ndsources;
+	size_t next_dsource;
+
+	/* vMotion. */
+	uint32_t vmo_limit_ms;		/* --vmotion-limit (ESXi: 5000) */
+	uint32_t vmo_delay_ms;		/* --vmotion-delay */
+	uint64_t seed;
+	uint64_t rng;
+	uint32_t storm_total;		/* --storm / storm command */
+	uint32_t storm_started;
+	uint32_t storm_ended;
+	uint32_t storm_outcomes[VMO_NOUTCOMES];
+	double storm_rate;
+	double storm_faults;
+	uint64_t storm_next_us;
+	uint64_t storm_t0_us;
+	bool storm_on;
+	bool storm_exit;		/* --storm without --control: exit */
+	uint64_t vmo_outcomes[VMO_NOUTCOMES];
+	uint64_t vmo_started;
+	uint64_t vmo_anomalies;		/* bad GOAHEAD/PEER-OK, unexpected */
+	struct vmo_list vmoq;
+	struct link_list oldq;
 
 	/* Run time. */
 	struct event_base *base;
@@ -169,7 +290,11 @@ static const uint8_t esxi_ks1[] = {
 };
 
 static void conn_close(struct conn *, const char *, bool);
-static void conn_telnet_cb(void *, const struct telnet_event *);
+static void vmo_message(struct link *, uint8_t, const uint8_t *, size_t);
+static void vmo_src_lost(struct vmo *, const char *);
+static void vmo_dst_lost(struct vmo *, const char *);
+static void vmo_cancel(struct vmo *);
+static void vmo_anomaly(struct conn *, const char *, ...) printflike(2, 3);
 static void sim_warnx(const char *, ...) printflike(1, 2);
 static __dead void sim_fatalx(const char *, ...) printflike(1, 2);
 static void sim_event(const char *, ...) printflike(1, 2);
@@ -304,45 +429,105 @@ sim_uuid_text(uint32_t vm, int kind, char out[48])
 	}
 }
 
-/* Queue raw (already encoded) bytes on the connection. */
+/* Queue raw (already encoded) bytes on the link. */
 static void
-conn_write(struct conn *c, const void *buf, size_t len)
+link_write(struct link *l, const void *buf, size_t len)
 {
-	if (c->bev == NULL || len == 0)
+	if (l == NULL || l->bev == NULL || l->dead || len == 0)
 		return;
-	if (bufferevent_write(c->bev, buf, len) != 0)
-		sim_warnx("vm %" PRIu32 " port %u: write failed", c->vm,
-		    (unsigned)c->port);
+	if (bufferevent_write(l->bev, buf, len) != 0)
+		sim_warnx("vm %" PRIu32 " port %u: write failed", l->c->vm,
+		    (unsigned)l->c->port);
 }
 
-/* Return the bytes waiting in the connection's send queue. */
+/* Return the bytes waiting in the link's send queue. */
 static size_t
-conn_queued(struct conn *c)
+link_queued(struct link *l)
 {
-	if (c->bev == NULL)
+	if (l == NULL || l->bev == NULL)
 		return (0);
-	return (evbuffer_get_length(bufferevent_get_output(c->bev)));
+	return (evbuffer_get_length(bufferevent_get_output(l->bev)));
 }
 
-/* Send console bytes with 0xFF doubled and count them. */
+/* Write the link's send queue to the socket now (ordering on the wire). */
+static void
+link_flush_now(struct link *l)
+{
+	struct evbuffer *out;
+	evutil_socket_t fd;
+
+	if (l == NULL || l->bev == NULL || l->dead)
+		return;
+	out = bufferevent_get_output(l->bev);
+	fd = bufferevent_getfd(l->bev);
+	while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0)
+		;
+}
+
+/*
+ * Close and free a link. Inside its own telnet_input() it is only marked
+ * dead (reading stops) and freed when that returns.
+ */
+static void
+link_free(struct link *l)
+{
+	if (l == NULL)
+		return;
+	if (l->in_input) {
+		l->dead = true;
+		if (l->bev != NULL)
+			bufferevent_disable(l->bev, EV_READ);
+		return;
+	}
+	if (l->bev != NULL)
+		bufferevent_free(l->bev);
+	telnet_free(&l->tn);
+	free(l);
+}
+
+/*
+ * Send console bytes on the port's link with 0xFF doubled and count them.
+ * While the port is stunned (vMotion) they wait and go out on resume.
+ */
 static void
 conn_send_console(struct conn *c, const uint8_t *buf, size_t len)
 {
 	size_t n, elen;
 
+	if (c->stunned) {
+		if (c->held_out == NULL && (c->held_out = evbuffer_new()) ==
+		    NULL)
+			sim_fatalx("out of memory");
+		evbuffer_add(c->held_out, buf, len);
+		return;
+	}
 	while (len > 0) {
 		n = len < SIM_CHUNK ? len : SIM_CHUNK;
 		elen = telnet_escape(esc_buf, buf, n);
-		conn_write(c, esc_buf, elen);
+		link_write(c->link, esc_buf, elen);
 		c->sent += n;
 		buf += n;
 		len -= n;
 	}
 }
 
+/* End the stun: output (and what was held) goes out on the port's link. */
+static void
+conn_unstun(struct conn *c)
+{
+	size_t len;
+
+	c->stunned = false;
+	if (c->held_out == NULL || (len = evbuffer_get_length(c->held_out)) ==
+	    0)
+		return;
+	conn_send_console(c, evbuffer_pullup(c->held_out, -1), len);
+	evbuffer_drain(c->held_out, len);
+}
+
 /* Encode and send one option 232 command with up to two fields. */
 static void
-conn_send_vmwext(struct conn *c, uint8_t cmd, const void *a, size_t alen,
+link_send_vmwext(struct link *l, uint8_t cmd, const void *a, size_t alen,
     const void *b, size_t blen)
 {
 	uint8_t buf[2 * (SIM_URI_MAX + SIM_LINE_MAX) + 16];
@@ -350,11 +535,11 @@ conn_send_vmwext(struct conn *c, uint8_t cmd, const void *a, size_t alen,
 
 	n = vmwext_encode(buf, sizeof buf, cmd, a, alen, b, blen);
 	if (n == 0) {
-		sim_warnx("vm %" PRIu32 " port %u: %s does not fit", c->vm,
-		    (unsigned)c->port, vmwext_cmd_name(cmd));
+		sim_warnx("vm %" PRIu32 " port %u: %s does not fit", l->c->vm,
+		    (unsigned)l->c->port, vmwext_cmd_name(cmd));
 		return;
 	}
-	conn_write(c, buf, n);
+	link_write(l, buf, n);
 }
 
 /* Fill buf with the current seq-mode line; return its length. */
@@ -419,7 +604,9 @@ conn_output(struct conn *c, uint64_t len)
 {
 	size_t queued, room, n;
 
-	queued = conn_queued(c);
+	if (c->stunned || c->link == NULL)
+		return;
+	queued = link_queued(c->link);
 	if (queued >= sim.out_cap)
 		return;
 	room = sim.out_cap - queued;
@@ -435,39 +622,71 @@ conn_output(struct conn *c, uint64_t len)
 	}
 }
 
-/* Offer WILL COM-PORT, as ESXi does after DO-PROXY. */
+/* Offer WILL COM-PORT, as ESXi does after DO-PROXY (or PEER). */
 static void
-conn_offer_comport(struct conn *c)
+link_offer_comport(struct link *l)
 {
-	c->flags |= CONN_F_COMPORT;
-	telnet_request(&c->tn, TELOPT_COMPORT, true, true);
+	l->flags |= LINK_F_COMPORT;
+	telnet_request(&l->tn, TELOPT_COMPORT, true, true);
+}
+
+/*
+ * A destination's hello (PROTOCOL-VMWARE.md 4.4): KS-1, VMOTION-PEER with
+ * seq || secret and WILL COM-PORT, queued together so they leave in one
+ * segment; no DO-PROXY.
+ */
+static void
+link_send_dest_hello(struct link *l)
+{
+	struct vmo *v = l->vmo;
+	uint8_t cookie[VMWEXT_COOKIE_MAX];
+	size_t i;
+
+	link_send_vmwext(l, VMWEXT_KNOWN_SUBOPTIONS_1, esxi_ks1,
+	    sizeof esxi_ks1, NULL, 0);
+	if (v != NULL && !(v->opts & VO_NOPEER)) {
+		memcpy(cookie, v->cookie, v->cookielen);
+		if (v->opts & VO_BADSECRET) {
+			for (i = v->seqlen; i < v->cookielen; i++)
+				cookie[i] ^= 0xff;
+		}
+		link_send_vmwext(l, VMWEXT_VMOTION_PEER, cookie, v->cookielen,
+		    NULL, 0);
+	}
+	link_offer_comport(l);
 }
 
 /* Send KNOWN-SUBOPTIONS-1 and DO-PROXY in one write, as ESXi does. */
 static void
-conn_send_ks1(struct conn *c)
+link_send_ks1(struct link *l)
 {
+	struct conn *c = l->c;
 	char uri[SIM_URI_MAX + 32];
 	size_t ulen;
 
-	if (c->flags & CONN_F_KS1)
+	if (l->flags & LINK_F_KS1)
 		return;
-	c->flags |= CONN_F_KS1;
+	l->flags |= LINK_F_KS1;
+	l->proxy_us = now_us();
+	if (l->role == LINK_DEST) {
+		link_send_dest_hello(l);
+		return;
+	}
 	ulen = sim_port_uri(c->port, uri, sizeof uri);
-	conn_send_vmwext(c, VMWEXT_KNOWN_SUBOPTIONS_1, esxi_ks1,
+	link_send_vmwext(l, VMWEXT_KNOWN_SUBOPTIONS_1, esxi_ks1,
 	    sizeof esxi_ks1, NULL, 0);
-	conn_send_vmwext(c, VMWEXT_DO_PROXY, "S", 1, uri, ulen);
-	c->proxy_us = now_us();
-	if (sim.early_data > 0 && sim.mode != MODE_NONE)
+	link_send_vmwext(l, VMWEXT_DO_PROXY, "S", 1, uri, ulen);
+	if (sim.early_data > 0 && sim.mode != MODE_NONE && c->link == l)
 		conn_output(c, sim.early_data);
 	if (sim.comport_delay_us == 0)
-		conn_offer_comport(c);
+		link_offer_comport(l);
 }
 
 /* Handle one option 232 subnegotiation from the proxy. */
 static void
-conn_vmwext(struct conn *c, const uint8_t *sb, size_t len)
+link_vmwext(struct link *l, const uint8_t *sb, size_t len)
 {
+	struct conn *c = l->c;
 	struct vmwext_msg m;
 	char text[SIM_NAME_MAX + 48];
 	uint8_t code;
@@ -477,67 +696,95 @@ conn_vmwext(struct conn *c, const uint8_t *sb, size_t len)
 	if (rc == VMWEXT_EMPTY)
 		return;
 	if (sim.verbose)
-		sim_warnx("vm %" PRIu32 " port %u: < %s (%zu bytes)", c->vm,
-		    (unsigned)c->port, vmwext_cmd_name(m.cmd), m.len);
+		sim_warnx("vm %" PRIu32 " port %u%s: < %s (%zu bytes)", c->vm,
+		    (unsigned)c->port, l->role == LINK_DEST ? " (dest)" : "",
+		    vmwext_cmd_name(m.cmd), m.len);
 	if (rc == VMWEXT_UNKNOWN) {
 		code = m.cmd;
-		conn_send_vmwext(c, VMWEXT_UNKNOWN_SUBOPTION_RCVD_1, &code, 1,
+		link_send_vmwext(l, VMWEXT_UNKNOWN_SUBOPTION_RCVD_1, &code, 1,
 		    NULL, 0);
 		return;
 	}
-	if (rc != VMWEXT_OK)
+	if (rc != VMWEXT_OK) {
+		if (m.cmd == VMWEXT_VMOTION_GOAHEAD ||
+		    m.cmd == VMWEXT_VMOTION_NOTNOW ||
+		    m.cmd == VMWEXT_VMOTION_PEER_OK)
+			vmo_anomaly(c, "%s with a bad length",
+			    vmwext_cmd_name(m.cmd));
 		return;
+	}
 	switch (m.cmd) {
 	case VMWEXT_KNOWN_SUBOPTIONS_2:
-		conn_send_ks1(c);
+		link_send_ks1(l);
 		break;
 	case VMWEXT_GET_VM_VC_UUID:
 		sim_uuid_text(c->vm, 0, text);
-		conn_send_vmwext(c, VMWEXT_VM_VC_UUID, text, strlen(text),
+		link_send_vmwext(l, VMWEXT_VM_VC_UUID, text, strlen(text),
 		    NULL, 0);
 		break;
 	case VMWEXT_GET_VM_BIOS_UUID:
 		sim_uuid_text(c->vm, 1, text);
-		conn_send_vmwext(c, VMWEXT_VM_BIOS_UUID, text, strlen(text),
+		link_send_vmwext(l, VMWEXT_VM_BIOS_UUID, text, strlen(text),
 		    NULL, 0);
 		break;
 	case VMWEXT_GET_VM_LOCATION_UUID:
 		sim_uuid_text(c->vm, 2, text);
-		conn_send_vmwext(c, VMWEXT_VM_LOCATION_UUID, text,
+		link_send_vmwext(l, VMWEXT_VM_LOCATION_UUID, text,
 		    strlen(text), NULL, 0);
 		break;
 	case VMWEXT_GET_VM_NAME:
 		sim_vm_name(c->vm, text, sizeof text);
-		conn_send_vmwext(c, VMWEXT_VM_NAME, text, strlen(text),
+		link_send_vmwext(l, VMWEXT_VM_NAME, text, strlen(text),
 		    NULL, 0);
 		break;
 	case VMWEXT_WILL_PROXY:
-		if (c->flags & CONN_F_READY)
+		if (l->flags & LINK_F_READY)
 			break;
-		c->flags |= CONN_F_READY;
-		c->flags &= ~CONN_F_REFUSED;
-		if (!sim.quiet)
+		l->flags |= LINK_F_READY;
+		l->flags &= ~LINK_F_REFUSED;
+		if (!sim.quiet && l->role == LINK_MAIN)
 			sim_event("ready %" PRIu32 " %u", c->vm,
 			    (unsigned)c->port);
 		break;
 	case VMWEXT_WONT_PROXY:
-		c->flags |= CONN_F_REFUSED;
-		sim_event("refused %" PRIu32 " %u", c->vm, (unsigned)c->port);
+		l->flags |= LINK_F_REFUSED;
+		if (l->role == LINK_MAIN)
+			sim_event("refused %" PRIu32 " %u", c->vm,
+			    (unsigned)c->port);
+		break;
+	case VMWEXT_VMOTION_GOAHEAD:
+	case VMWEXT_VMOTION_NOTNOW:
+	case VMWEXT_VMOTION_PEER_OK:
+		vmo_message(l, m.cmd, m.payload, m.len);
 		break;
 	default:
-		/* Known to ESXi but nothing a source host must answer. */
+		/* Known to ESXi but nothing a host must answer. */
 		break;
 	}
 }
 
-/* Account console bytes from the proxy; collect and echo them if asked. */
+/*
+ * Account console bytes from the proxy; collect and echo them if asked.
+ * Bytes where a correct proxy sends none (a source after GOAHEAD until the
+ * vMotion ends, a destination before COMPLETE, a retired source) are
+ * counted in recv_during; a retired source's bytes never reach the VM.
+ */
 static void
-conn_console_input(struct conn *c, const uint8_t *buf, size_t len)
+conn_console_input(struct link *l, const uint8_t *buf, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
+	struct conn *c = l->c;
+	struct vmo *v = c->vmo;
 	char pair[2];
 	size_t i;
 
+	if (l->role != LINK_MAIN || (v != NULL && v->src == l &&
+	    v->cookielen > 0))
+		c->recv_during += len;
+	else if (v != NULL && v->src == l)
+		c->recv_pre_goahead += len;
+	if (l->role == LINK_OLD)
+		return;
 	c->received += len;
 	c->recv_fnv = fnv1a32(c->recv_fnv, buf, len);
 	if (sim.print_recv) {
@@ -583,18 +830,21 @@ neg_name(uint8_t cmd)
 	return ("?");
 }
 
-/* React to one event of the connection's telnet codec. */
+/* React to one event of the link's telnet codec. */
 static void
-conn_telnet_cb(void *arg, const struct telnet_event *ev)
+link_telnet_cb(void *arg, const struct telnet_event *ev)
 {
-	struct conn *c = arg;
+	struct link *l = arg;
+	struct conn *c = l->c;
 
+	if (l->dead)
+		return;
 	switch (ev->type) {
 	case TELNET_EV_SEND:
-		conn_write(c, ev->data, ev->len);
+		link_write(l, ev->data, ev->len);
 		break;
 	case TELNET_EV_DATA:
-		conn_console_input(c, ev->data, ev->len);
+		conn_console_input(l, ev->data, ev->len);
 		break;
 	case TELNET_EV_NEG:
 		if (sim.verbose)
@@ -606,17 +856,17 @@ conn_telnet_cb(void *arg, const struct telnet_event *ev)
 		if (!ev->us)
 			break;
 		if (ev->opt == TELOPT_VMWARE && ev->enabled &&
-		    !(c->flags & CONN_F_EXT)) {
-			c->flags |= CONN_F_EXT;
-			c->ext_us = now_us();
+		    !(l->flags & LINK_F_EXT)) {
+			l->flags |= LINK_F_EXT;
+			l->ext_us = now_us();
 		} else if (ev->opt == TELOPT_AUTH && ev->enabled) {
 			/* We cannot authenticate: take the offer back. */
-			telnet_request(&c->tn, TELOPT_AUTH, true, false);
+			telnet_request(&l->tn, TELOPT_AUTH, true, false);
 		}
 		break;
 	case TELNET_EV_SB:
 		if (ev->opt == TELOPT_VMWARE)
-			conn_vmwext(c, ev->data, ev->len);
+			link_vmwext(l, ev->data, ev->len);
 		break;
 	case TELNET_EV_ERROR:
 		if (sim.verbose)
@@ -630,9 +880,10 @@ conn_telnet_cb(void *arg, const struct telnet_event *ev)
 
 /* Read what the proxy sent and feed it through the codec. */
 static void
-conn_read_cb(struct bufferevent *bev, void *arg)
+link_read_cb(struct bufferevent *bev, void *arg)
 {
-	struct conn *c = arg;
+	struct link *l = arg;
+	struct conn *c = l->c;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	int n;
 
@@ -640,11 +891,17 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 		n = evbuffer_remove(in, read_buf, sizeof read_buf);
 		if (n <= 0)
 			break;
-		telnet_input(&c->tn, read_buf, (size_t)n);
+		l->in_input = true;
+		telnet_input(&l->tn, read_buf, (size_t)n);
+		l->in_input = false;
 		conn_flush_recv(c);
-		if (conn_queued(c) >= sim.out_cap) {
+		if (l->dead) {
+			link_free(l);
+			return;
+		}
+		if (link_queued(l) >= sim.out_cap) {
 			/* Echo and replies would grow without bound. */
-			c->flags |= CONN_F_RDOFF;
+			l->flags |= LINK_F_RDOFF;
 			bufferevent_disable(bev, EV_READ);
 			break;
 		}
@@ -653,39 +910,68 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 
 /* Resume reading once the send queue drained below the low mark. */
 static void
-conn_write_cb(struct bufferevent *bev, void *arg)
+link_write_cb(struct bufferevent *bev, void *arg)
 {
-	struct conn *c = arg;
+	struct link *l = arg;
 
-	if ((c->flags & CONN_F_RDOFF) && conn_queued(c) <= sim.out_cap / 2) {
-		c->flags &= ~CONN_F_RDOFF;
+	if ((l->flags & LINK_F_RDOFF) && link_queued(l) <= sim.out_cap / 2) {
+		l->flags &= ~LINK_F_RDOFF;
 		bufferevent_enable(bev, EV_READ);
+	}
+}
+
+/* The peer closed a link, or it failed. */
+static void
+link_lost(struct link *l, const char *why)
+{
+	struct conn *c = l->c;
+
+	switch (l->role) {
+	case LINK_MAIN:
+		if (c->vmo != NULL && c->vmo->src == l)
+			vmo_src_lost(c->vmo, why);
+		else
+			conn_close(c, why, true);
+		break;
+	case LINK_DEST:
+		vmo_dst_lost(l->vmo, why);
+		break;
+	case LINK_OLD:
+		if (sim.verbose)
+			sim_warnx("vm %" PRIu32 " port %u: old source: %s",
+			    c->vm, (unsigned)c->port, why);
+		TAILQ_REMOVE(&sim.oldq, l, entry);
+		link_free(l);
+		break;
 	}
 }
 
 /* Handle connect completion, EOF and errors. */
 static void
-conn_event_cb(struct bufferevent *bev, short what, void *arg)
+link_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	struct conn *c = arg;
+	struct link *l = arg;
+	struct conn *c = l->c;
 	int fd, one = 1;
 
 	if (what & BEV_EVENT_CONNECTED) {
-		c->state = CONN_OPEN;
-		TAILQ_INSERT_TAIL(&sim.openq, c, entry);
+		if (l->role == LINK_MAIN) {
+			c->state = CONN_OPEN;
+			TAILQ_INSERT_TAIL(&sim.openq, c, entry);
+		}
 		fd = bufferevent_getfd(bev);
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		/* ESXi's first bytes: IAC WILL AUTHENTICATION. */
-		telnet_request(&c->tn, TELOPT_AUTH, true, true);
+		telnet_request(&l->tn, TELOPT_AUTH, true, true);
 		if (sim.offer_ext)
-			telnet_request(&c->tn, TELOPT_VMWARE, true, true);
+			telnet_request(&l->tn, TELOPT_VMWARE, true, true);
 		return;
 	}
 	if (what & BEV_EVENT_EOF)
-		conn_close(c, "closed by peer", true);
+		link_lost(l, "closed by peer");
 	else if (what & BEV_EVENT_ERROR)
-		conn_close(c, evutil_socket_error_to_string(
-		    EVUTIL_SOCKET_ERROR()), true);
+		link_lost(l, evutil_socket_error_to_string(
+		    EVUTIL_SOCKET_ERROR()));
 }
 
 /* Put a closed connection on the connect queue. */
@@ -698,15 +984,21 @@ conn_queue(struct conn *c)
 	TAILQ_INSERT_TAIL(&sim.connq, c, entry);
 }
 
-/*
- * End the connection (if any) and print "closed". auto_reopen: the end was
- * not asked for, so --reconnect applies.
- */
+/* Schedule the automatic reopen of an idle port (--reconnect). */
 static void
-conn_close(struct conn *c, const char *why, bool auto_reopen)
+conn_auto_reopen(struct conn *c)
 {
-	bool had = c->bev != NULL;
+	if (sim.reconnect_us < 0 || c->state != CONN_IDLE)
+		return;
+	c->state = CONN_DELAYED;
+	c->due_us = now_us() + (uint64_t)sim.reconnect_us;
+	TAILQ_INSERT_TAIL(&sim.delayq, c, entry);
+}
 
+/* Take the port off the queue its state puts it on; it is then idle. */
+static void
+conn_unlist(struct conn *c)
+{
 	switch (c->state) {
 	case CONN_QUEUED:
 		TAILQ_REMOVE(&sim.connq, c, entry);
@@ -720,16 +1012,25 @@ conn_close(struct conn *c, const char *why, bool auto_reopen)
 	default:
 		break;
 	}
-	if (c->bev != NULL) {
-		bufferevent_free(c->bev);
-		c->bev = NULL;
-	}
-	if (c->tn_live) {
-		telnet_free(&c->tn);
-		c->tn_live = false;
-	}
 	c->state = CONN_IDLE;
-	c->flags = 0;
+}
+
+/*
+ * End the connection (if any) and print "closed". auto_reopen: the end was
+ * not asked for, so --reconnect applies. A vMotion under way is cancelled.
+ */
+static void
+conn_close(struct conn *c, const char *why, bool auto_reopen)
+{
+	bool had = c->link != NULL;
+
+	if (c->vmo != NULL)
+		vmo_cancel(c->vmo);
+	conn_unlist(c);
+	if (c->link != NULL) {
+		link_free(c->link);
+		c->link = NULL;
+	}
 	if (had) {
 		if (sim.verbose)
 			sim_warnx("vm %" PRIu32 " port %u: %s", c->vm,
@@ -738,34 +1039,22 @@ conn_close(struct conn *c, const char *why, bool auto_reopen)
 			sim_event("closed %" PRIu32 " %u", c->vm,
 			    (unsigned)c->port);
 	}
-	if (auto_reopen && sim.reconnect_us >= 0) {
-		c->state = CONN_DELAYED;
-		c->due_us = now_us() + (uint64_t)sim.reconnect_us;
-		TAILQ_INSERT_TAIL(&sim.delayq, c, entry);
-	}
-}
-
-/* Set up the codec policy of a fresh connection. */
-static void
-conn_telnet_setup(struct conn *c)
-{
-	telnet_init(&c->tn, conn_telnet_cb, c);
-	c->tn_live = true;
-	telnet_set_accept(&c->tn, TELOPT_BINARY, true, true);
-	telnet_set_accept(&c->tn, TELOPT_SGA, true, true);
-	telnet_set_accept(&c->tn, TELOPT_ECHO, true, true);
-	telnet_set_accept(&c->tn, TELOPT_VMWARE, true, false);
+	if (auto_reopen)
+		conn_auto_reopen(c);
 }
 
 /*
- * Start connecting. Returns 0, or -1 when out of file descriptors (the
- * connection stays queued and is tried again on a later tick).
+ * Make a link of port c and start connecting it from the next address of
+ * the given source list (if any). Returns the link, or NULL when out of
+ * file descriptors or the connect failed at once.
  */
-static int
-conn_open(struct conn *c)
+static struct link *
+link_connect(struct conn *c, enum link_role role,
+    struct sockaddr_storage *srcs, socklen_t *lens, size_t nsrcs,
+    size_t *next)
 {
-	struct sockaddr_storage *src;
 	struct bufferevent *bev;
+	struct link *l;
 	evutil_socket_t fd;
 	int one = 1;
 
@@ -778,40 +1067,546 @@ conn_open(struct conn *c)
 		}
 		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 		    errno == ENOMEM)
-			return (-1);
+			return (NULL);
 		sim_fatalx("socket: %s", strerror(errno));
 	}
-	if (sim.nsources > 0) {
-		src = &sim.sources[sim.next_source];
+	if (nsrcs > 0) {
 #ifdef IP_BIND_ADDRESS_NO_PORT
 		/* Let connect() pick the port per (source, target). */
 		setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
 		    sizeof one);
 #endif
-		if (bind(fd, (struct sockaddr *)src,
-		    sim.source_lens[sim.next_source]) == -1) {
-			sim_warnx("bind source %zu: %s", sim.next_source,
+		if (bind(fd, (struct sockaddr *)&srcs[*next], lens[*next]) ==
+		    -1) {
+			sim_warnx("bind source %zu: %s", *next,
 			    strerror(errno));
 			close(fd);
-			return (-1);
+			return (NULL);
 		}
-		sim.next_source = (sim.next_source + 1) % sim.nsources;
+		*next = (*next + 1) % nsrcs;
 	}
 	bev = bufferevent_socket_new(sim.base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
 		close(fd);
-		return (-1);
+		return (NULL);
 	}
-	c->bev = bev;
-	c->state = CONN_CONNECTING;
-	conn_telnet_setup(c);
-	bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	l = xcalloc(1, sizeof *l);
+	l->c = c;
+	l->role = role;
+	l->bev = bev;
+	telnet_init(&l->tn, link_telnet_cb, l);
+	telnet_set_accept(&l->tn, TELOPT_BINARY, true, true);
+	telnet_set_accept(&l->tn, TELOPT_SGA, true, true);
+	telnet_set_accept(&l->tn, TELOPT_ECHO, true, true);
+	telnet_set_accept(&l->tn, TELOPT_VMWARE, true, false);
+	bufferevent_setcb(bev, link_read_cb, link_write_cb, link_event_cb, l);
 	bufferevent_setwatermark(bev, EV_WRITE, sim.out_cap / 2, 0);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 	if (bufferevent_socket_connect(bev, (struct sockaddr *)&sim.target,
-	    sim.target_len) != 0)
+	    sim.target_len) != 0) {
+		link_free(l);
+		return (NULL);
+	}
+	return (l);
+}
+
+/*
+ * Start connecting the port. Returns 0, or -1 when out of file descriptors
+ * (the port stays queued and is tried again on a later tick).
+ */
+static int
+conn_open(struct conn *c)
+{
+	struct link *l;
+
+	l = link_connect(c, LINK_MAIN, sim.sources, sim.source_lens,
+	    sim.nsources, &sim.next_source);
+	if (l == NULL) {
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+		    errno == ENOMEM)
+			return (-1);
 		conn_close(c, "connect failed", true);
+		return (0);
+	}
+	c->link = l;
+	c->state = CONN_CONNECTING;
 	return (0);
+}
+
+/* -- vMotion ---------------------------------------------------------- */
+
+/* xorshift64*: the simulator's only randomness (--seed). */
+static uint64_t
+rng_next(void)
+{
+	sim.rng ^= sim.rng >> 12;
+	sim.rng ^= sim.rng << 25;
+	sim.rng ^= sim.rng >> 27;
+	return (sim.rng * 2685821657736338717ULL);
+}
+
+/* A uniform integer below n (n > 0). */
+static uint32_t
+rng_below(uint32_t n)
+{
+	return ((uint32_t)((rng_next() >> 32) % n));
+}
+
+/* A uniform double in [0, 1). */
+static double
+rng_unit(void)
+{
+	return ((double)(rng_next() >> 11) / 9007199254740992.0);
+}
+
+/* Report something a correct proxy would not have done. */
+static void
+vmo_anomaly(struct conn *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	sim.vmo_anomalies++;
+	va_start(ap, fmt);
+	fprintf(stderr, "vspc-sim: vm %" PRIu32 " port %u: vMotion: ",
+	    c->vm, (unsigned)c->port);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+/* Arm the vMotion's one timer. */
+static void
+vmo_arm(struct vmo *v, uint32_t ms)
+{
+	struct timeval tv;
+
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	evtimer_add(v->timer, &tv);
+}
+
+/* Print the end of a storm (and stop if --storm ran without --control). */
+static void
+storm_check_done(void)
+{
+	struct evbuffer *out;
+	size_t i;
+
+	if (!sim.storm_on || sim.storm_ended < sim.storm_total)
+		return;
+	sim.storm_on = false;
+	if ((out = evbuffer_new()) == NULL)
+		sim_fatalx("out of memory");
+	evbuffer_add_printf(out, "storm done %" PRIu32 " %" PRIu64,
+	    sim.storm_total, (now_us() - sim.storm_t0_us) / 1000);
+	for (i = 0; i < VMO_NOUTCOMES; i++)
+		evbuffer_add_printf(out, " %s=%" PRIu32, vmo_outcome_names[i],
+		    sim.storm_outcomes[i]);
+	evbuffer_add(out, "", 1);
+	sim_event("%s", (char *)evbuffer_pullup(out, -1));
+	evbuffer_free(out);
+	if (sim.storm_exit)
+		event_base_loopexit(sim.base, NULL);
+}
+
+/*
+ * The one end of a vMotion: print the outcome, drop the destination if it
+ * did not take over, and let the port run again where its link now is.
+ */
+static void
+vmo_end(struct vmo *v, enum vmo_outcome outcome)
+{
+	struct conn *c = v->c;
+	struct link *d = v->dst;
+	uint64_t ms = (now_us() - v->t0_us) / 1000;
+
+	evtimer_del(v->timer);
+	event_free(v->timer);
+	TAILQ_REMOVE(&sim.vmoq, v, entry);
+	c->vmo = NULL;
+	if (d != NULL) {
+		v->dst = NULL;
+		d->vmo = NULL;
+		link_free(d);
+	}
+	sim.vmo_outcomes[outcome]++;
+	sim_event("vmotion %" PRIu32 " %u %s %" PRIu64, c->vm,
+	    (unsigned)c->port, vmo_outcome_names[outcome], ms);
+	conn_unstun(c);
+	if (c->link == NULL && c->state == CONN_IDLE)
+		conn_auto_reopen(c);
+	if (v->storm) {
+		sim.storm_ended++;
+		sim.storm_outcomes[outcome]++;
+	}
+	explicit_bzero(v->cookie, sizeof v->cookie);
+	free(v);
+	storm_check_done();
+}
+
+/* Fail back to the source: ABORT on it if asked, resume output there. */
+static void
+vmo_fail(struct vmo *v, bool abort, enum vmo_outcome outcome)
+{
+	if (v->src == NULL) {
+		vmo_end(v, VMO_LOST);
+		return;
+	}
+	if (abort)
+		link_send_vmwext(v->src, VMWEXT_VMOTION_ABORT, NULL, 0, NULL,
+		    0);
+	vmo_end(v, outcome);
+}
+
+/* The source link goes away (die-src, or closed by the proxy). */
+static void
+vmo_src_gone(struct vmo *v, const char *why)
+{
+	struct conn *c = v->c;
+	struct link *l = v->src;
+
+	v->src = NULL;
+	if (c->link == l) {
+		c->link = NULL;
+		conn_unlist(c);
+	}
+	link_free(l);
+	if (why != NULL) {
+		if (sim.verbose)
+			sim_warnx("vm %" PRIu32 " port %u: %s", c->vm,
+			    (unsigned)c->port, why);
+		if (!sim.quiet)
+			sim_event("closed %" PRIu32 " %u", c->vm,
+			    (unsigned)c->port);
+	}
+}
+
+/* The proxy closed the source during the vMotion (E7 seen from ESXi). */
+static void
+vmo_src_lost(struct vmo *v, const char *why)
+{
+	vmo_src_gone(v, why);
+	/* Before a destination exists nothing can complete any more. */
+	if (v->step == VMO_BEGIN || v->step == VMO_ABORT_WAIT)
+		vmo_end(v, VMO_LOST);
+}
+
+/* The destination closed or failed before COMPLETE. */
+static void
+vmo_dst_lost(struct vmo *v, const char *why)
+{
+	if (v == NULL)
+		return;
+	vmo_anomaly(v->c, "destination %s before COMPLETE", why);
+	if (v->dst != NULL) {
+		v->dst->vmo = NULL;
+		link_free(v->dst);
+		v->dst = NULL;
+	}
+	vmo_fail(v, true, VMO_FAILED);
+}
+
+/* Connect the destination host's link (after GOAHEAD). */
+static void
+vmo_connect_dst(struct vmo *v)
+{
+	struct link *l;
+
+	v->step = VMO_DEST;
+	if (sim.ndsources > 0)
+		l = link_connect(v->c, LINK_DEST, sim.dsources,
+		    sim.dsource_lens, sim.ndsources, &sim.next_dsource);
+	else
+		l = link_connect(v->c, LINK_DEST, sim.sources,
+		    sim.source_lens, sim.nsources, &sim.next_source);
+	if (l == NULL) {
+		vmo_anomaly(v->c, "destination connect failed");
+		vmo_fail(v, true, VMO_FAILED);
+		return;
+	}
+	l->vmo = v;
+	v->dst = l;
+	vmo_arm(v, v->limit_ms);
+}
+
+/* PEER-OK: COMPLETE on the destination, the source closes, switch over. */
+static void
+vmo_complete(struct vmo *v)
+{
+	struct conn *c = v->c;
+	struct link *src = v->src, *dst = v->dst;
+
+	evtimer_del(v->timer);
+	if (src != NULL && v->fin == FIN_FIRST) {
+		/* The capture's usual order: the source's FIN first. */
+		vmo_src_gone(v, NULL);
+		src = NULL;
+	}
+	link_send_vmwext(dst, VMWEXT_VMOTION_COMPLETE, v->cookie, v->seqlen,
+	    NULL, 0);
+	link_flush_now(dst);
+	if (src != NULL && v->fin == FIN_LAST) {
+		vmo_src_gone(v, NULL);
+		src = NULL;
+	}
+	if (src != NULL) {
+		/* fin=never: the proxy closes it after its drain time. */
+		v->src = NULL;
+		src->role = LINK_OLD;
+		TAILQ_INSERT_TAIL(&sim.oldq, src, entry);
+		if (c->link == src) {
+			c->link = NULL;
+			conn_unlist(c);
+		}
+	}
+	v->dst = NULL;
+	dst->vmo = NULL;
+	dst->role = LINK_MAIN;
+	dst->flags |= LINK_F_READY | LINK_F_COMPORT;
+	c->link = dst;
+	if (c->state != CONN_OPEN) {
+		conn_unlist(c);
+		c->state = CONN_OPEN;
+		TAILQ_INSERT_TAIL(&sim.openq, c, entry);
+	}
+	c->vmotions++;
+	vmo_end(v, VMO_COMPLETED);
+}
+
+/* GOAHEAD, NOTNOW or PEER-OK on a link of a port. */
+static void
+vmo_message(struct link *l, uint8_t cmd, const uint8_t *p, size_t len)
+{
+	struct conn *c = l->c;
+	struct vmo *v = l->role == LINK_DEST ? l->vmo : c->vmo;
+
+	if (v == NULL) {
+		vmo_anomaly(c, "%s with no vMotion", vmwext_cmd_name(cmd));
+		return;
+	}
+	switch (cmd) {
+	case VMWEXT_VMOTION_GOAHEAD:
+		if (l != v->src || v->step != VMO_BEGIN ||
+		    len <= v->seqlen || len > sizeof v->cookie ||
+		    memcmp(p, v->cookie, v->seqlen) != 0) {
+			vmo_anomaly(c, "unexpected GOAHEAD (%zu bytes)", len);
+			return;
+		}
+		memcpy(v->cookie, p, len);
+		v->cookielen = len;
+		evtimer_del(v->timer);
+		if (v->opts & VO_DIE_SRC)
+			vmo_src_gone(v, NULL);
+		if ((v->opts & VO_ABORT) && !(v->opts & VO_NOPEER)) {
+			v->step = VMO_ABORT_WAIT;
+			vmo_arm(v, v->delay_ms);
+			return;
+		}
+		vmo_connect_dst(v);
+		break;
+	case VMWEXT_VMOTION_NOTNOW:
+		if (l != v->src || v->step != VMO_BEGIN || len != v->seqlen ||
+		    memcmp(p, v->cookie, len) != 0) {
+			vmo_anomaly(c, "unexpected NOTNOW (%zu bytes)", len);
+			return;
+		}
+		/* E1: the vMotion fails; no ABORT; the source goes on. */
+		vmo_end(v, VMO_NOTNOW);
+		break;
+	case VMWEXT_VMOTION_PEER_OK:
+		if (l != v->dst || v->step != VMO_DEST || len != v->seqlen ||
+		    memcmp(p, v->cookie, len) != 0) {
+			vmo_anomaly(c, "unexpected PEER-OK (%zu bytes)", len);
+			return;
+		}
+		if (v->opts & (VO_BADSECRET | VO_NOPEER)) {
+			vmo_anomaly(c, "PEER-OK for a bad or missing PEER");
+			vmo_fail(v, true, VMO_FAILED);
+			return;
+		}
+		if (v->opts & (VO_ABORT_PEER | VO_DIE_DST)) {
+			evtimer_del(v->timer);
+			v->step = VMO_FAIL_DST;
+			vmo_arm(v, v->delay_ms);
+			return;
+		}
+		vmo_complete(v);
+		break;
+	}
+}
+
+/* The vMotion's deadline or delay passed. */
+static void
+vmo_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct vmo *v = arg;
+	struct link *d;
+
+	switch (v->step) {
+	case VMO_BEGIN:
+		/* E2: no GOAHEAD within vmotionLimit; no ABORT. */
+		vmo_fail(v, false, VMO_TIMEOUT);
+		break;
+	case VMO_ABORT_WAIT:
+		/* E3. */
+		vmo_fail(v, true, VMO_ABORTED);
+		break;
+	case VMO_DEST:
+		if (v->opts & VO_BADSECRET)
+			vmo_fail(v, true, VMO_REJECTED);
+		else if (v->opts & VO_NOPEER)
+			vmo_fail(v, (v->opts & VO_ABORT) != 0,
+			    (v->opts & VO_ABORT) ? VMO_ABORTED : VMO_GAVEUP);
+		else {
+			vmo_anomaly(v->c, "no PEER-OK within %" PRIu32 " ms",
+			    v->limit_ms);
+			vmo_fail(v, true, VMO_FAILED);
+		}
+		break;
+	case VMO_FAIL_DST:
+		/* E4 / E9: the destination fails after PEER-OK. */
+		if ((v->opts & VO_DIE_DST) && (d = v->dst) != NULL) {
+			v->dst = NULL;
+			d->vmo = NULL;
+			link_free(d);
+		}
+		vmo_fail(v, true, VMO_ABORTED);
+		break;
+	}
+}
+
+/* Drop a vMotion because its port is being closed (command or exit). */
+static void
+vmo_cancel(struct vmo *v)
+{
+	v->src = NULL;
+	vmo_end(v, VMO_CANCELLED);
+}
+
+/* True if the port can start a vMotion now. */
+static bool
+vmo_eligible(struct conn *c)
+{
+	return (c->vmo == NULL && c->state == CONN_OPEN && c->link != NULL &&
+	    (c->link->flags & (LINK_F_READY | LINK_F_COMPORT)) ==
+	    (LINK_F_READY | LINK_F_COMPORT));
+}
+
+/*
+ * Stun the port and send VMOTION-BEGIN on its link. seq NULL: 4 random
+ * bytes. Returns 0, or -1 if the port is busy or not ready.
+ */
+static int
+vmo_start(struct conn *c, const uint8_t *seq, size_t seqlen, uint32_t opts,
+    enum vmo_fin fin, uint32_t limit_ms, uint32_t delay_ms, bool storm)
+{
+	struct vmo *v;
+	uint32_t r;
+
+	if (!vmo_eligible(c))
+		return (-1);
+	v = xcalloc(1, sizeof *v);
+	v->c = c;
+	v->src = c->link;
+	v->opts = opts;
+	v->fin = (uint8_t)fin;
+	v->limit_ms = limit_ms;
+	v->delay_ms = delay_ms;
+	v->storm = storm;
+	v->step = VMO_BEGIN;
+	v->t0_us = now_us();
+	if (seq != NULL) {
+		memcpy(v->cookie, seq, seqlen);
+		v->seqlen = seqlen;
+	} else {
+		r = (uint32_t)(rng_next() >> 32);
+		memcpy(v->cookie, &r, sizeof r);
+		v->seqlen = sizeof r;
+		/* Storms: at least one sequence in 8 holds an 0xFF. */
+		if (storm && sim.storm_started % 8 == 0)
+			v->cookie[rng_below(4)] = 0xff;
+	}
+	if ((v->timer = evtimer_new(sim.base, vmo_timer_cb, v)) == NULL)
+		sim_fatalx("out of memory");
+	TAILQ_INSERT_TAIL(&sim.vmoq, v, entry);
+	c->vmo = v;
+	sim.vmo_started++;
+	/* The guest stops first; BEGIN follows everything it sent. */
+	c->stunned = true;
+	link_send_vmwext(v->src, VMWEXT_VMOTION_BEGIN, v->cookie, v->seqlen,
+	    NULL, 0);
+	vmo_arm(v, limit_ms);
+	return (0);
+}
+
+/* Start a storm of n vMotions at about rate per second. */
+static void
+storm_start(uint32_t n, double rate, double faults)
+{
+	sim.storm_total = n;
+	sim.storm_started = sim.storm_ended = 0;
+	memset(sim.storm_outcomes, 0, sizeof sim.storm_outcomes);
+	sim.storm_rate = rate > 0 ? rate : 1;
+	sim.storm_faults = faults;
+	sim.storm_t0_us = sim.storm_next_us = now_us();
+	sim.storm_on = true;
+	storm_check_done();
+}
+
+/* Pick a random port that can start a vMotion; NULL if none. */
+static struct conn *
+storm_pick(void)
+{
+	size_t i, k, start;
+
+	for (i = 0; i < 32; i++) {
+		k = rng_below((uint32_t)sim.nconns);
+		if (vmo_eligible(&sim.conns[k]))
+			return (&sim.conns[k]);
+	}
+	start = rng_below((uint32_t)sim.nconns);
+	for (i = 0; i < sim.nconns; i++) {
+		k = (start + i) % sim.nconns;
+		if (vmo_eligible(&sim.conns[k]))
+			return (&sim.conns[k]);
+	}
+	return (NULL);
+}
+
+/* Start the storm's vMotions that are due. */
+static void
+storm_tick(uint64_t now)
+{
+	static const uint32_t faults[] = {
+		VO_ABORT, VO_ABORT_PEER, VO_NOPEER, VO_NOPEER | VO_ABORT,
+		VO_BADSECRET, VO_DIE_SRC, VO_DIE_DST,
+	};
+	struct conn *c;
+	enum vmo_fin fin;
+	uint32_t opts, r;
+
+	if (!sim.storm_on)
+		return;
+	if (now > sim.storm_next_us + 1000000)
+		sim.storm_next_us = now;	/* no burst after a stall */
+	while (sim.storm_started < sim.storm_total &&
+	    now >= sim.storm_next_us) {
+		if ((c = storm_pick()) == NULL) {
+			sim.storm_next_us = now + SIM_TICK_US;
+			break;
+		}
+		opts = 0;
+		if (sim.storm_faults > 0 && rng_unit() < sim.storm_faults)
+			opts = faults[rng_below(nitems(faults))];
+		r = rng_below(10);
+		fin = r < 6 ? FIN_FIRST : (r < 9 ? FIN_LAST : FIN_NEVER);
+		if (vmo_start(c, NULL, 0, opts, fin, sim.vmo_limit_ms,
+		    sim.vmo_delay_ms, true) != 0)
+			break;
+		sim.storm_started++;
+		sim.storm_next_us += (uint64_t)(-log(1.0 - rng_unit()) /
+		    sim.storm_rate * 1e6);
+	}
 }
 
 /* Open queued connections, within --connect-rate and the per-pass cap. */
@@ -874,11 +1669,25 @@ sim_output_quantum(uint64_t now)
 	return (q);
 }
 
-/* Run the periodic work: connects, negotiation delays, output. */
+/* The KS-1 fallback and the delayed COM-PORT offer of one link. */
+static void
+link_tick(struct link *l, uint64_t now)
+{
+	if ((l->flags & (LINK_F_EXT | LINK_F_KS1)) == LINK_F_EXT &&
+	    now - l->ext_us >= sim.ks1_wait_us)
+		link_send_ks1(l);
+	if ((l->flags & (LINK_F_KS1 | LINK_F_COMPORT)) == LINK_F_KS1 &&
+	    now - l->proxy_us >= sim.comport_delay_us)
+		link_offer_comport(l);
+}
+
+/* Run the periodic work: connects, negotiation delays, output, storm. */
 static void
 sim_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c, *next;
+	struct vmo *v;
+	struct link *l;
 	uint64_t now, quantum;
 	double dt;
 
@@ -889,16 +1698,18 @@ sim_tick(evutil_socket_t fd, short what, void *arg)
 	quantum = sim_output_quantum(now);
 	for (c = TAILQ_FIRST(&sim.openq); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, entry);
-		if ((c->flags & (CONN_F_EXT | CONN_F_KS1)) == CONN_F_EXT &&
-		    now - c->ext_us >= sim.ks1_wait_us)
-			conn_send_ks1(c);
-		if ((c->flags & (CONN_F_KS1 | CONN_F_COMPORT)) == CONN_F_KS1 &&
-		    now - c->proxy_us >= sim.comport_delay_us)
-			conn_offer_comport(c);
-		if (quantum > 0 && (c->flags & (CONN_F_READY |
-		    CONN_F_COMPORT)) == (CONN_F_READY | CONN_F_COMPORT))
+		if ((l = c->link) == NULL)
+			continue;
+		link_tick(l, now);
+		if (quantum > 0 && (l->flags & (LINK_F_READY |
+		    LINK_F_COMPORT)) == (LINK_F_READY | LINK_F_COMPORT))
 			conn_output(c, quantum);
 	}
+	TAILQ_FOREACH(v, &sim.vmoq, entry) {
+		if (v->dst != NULL && !v->dst->dead)
+			link_tick(v->dst, now);
+	}
+	storm_tick(now);
 }
 
 /* Find the connection of (vm, port) named by two words; NULL if none. */
@@ -958,8 +1769,10 @@ ctl_status(const char *vs, const char *ps)
 {
 	struct evbuffer *out;
 	struct conn *c;
+	struct vmo *v;
 	const char *err;
-	size_t i, first, last;
+	size_t i, k, n, first, last;
+	uint64_t during;
 	long long vm;
 
 	first = 0;
@@ -987,23 +1800,154 @@ ctl_status(const char *vs, const char *ps)
 		c = &sim.conns[i];
 		evbuffer_add_printf(out, "%s{\"vm\":%" PRIu32 ",\"port\":%u,"
 		    "\"connected\":%s,\"ready\":%s,\"sent\":%" PRIu64 ","
-		    "\"received\":%" PRIu64 ",\"recv_fnv\":\"%08" PRIx32 "\"}",
+		    "\"received\":%" PRIu64 ",\"recv_fnv\":\"%08" PRIx32 "\","
+		    "\"vmotion\":\"%s\",\"vmotions\":%" PRIu64 ","
+		    "\"recv_during_vmotion\":%" PRIu64 ","
+		    "\"recv_before_goahead\":%" PRIu64 "}",
 		    i == first ? "" : ",", c->vm, (unsigned)c->port,
 		    c->state == CONN_OPEN ? "true" : "false",
-		    (c->flags & CONN_F_READY) ? "true" : "false",
-		    c->sent, c->received, c->recv_fnv);
+		    (c->link != NULL && (c->link->flags & LINK_F_READY)) ?
+		    "true" : "false",
+		    c->sent, c->received, c->recv_fnv,
+		    c->vmo == NULL ? "idle" : vmo_step_names[c->vmo->step],
+		    c->vmotions, c->recv_during, c->recv_pre_goahead);
 	}
-	evbuffer_add_printf(out, "]}\n");
+	evbuffer_add_printf(out, "],\"vmotions\":{\"started\":%" PRIu64,
+	    sim.vmo_started);
+	for (k = 0; k < VMO_NOUTCOMES; k++)
+		evbuffer_add_printf(out, ",\"%s\":%" PRIu64,
+		    vmo_outcome_names[k], sim.vmo_outcomes[k]);
+	during = 0;
+	for (i = 0; i < sim.nconns; i++)
+		during += sim.conns[i].recv_during;
+	n = 0;
+	TAILQ_FOREACH(v, &sim.vmoq, entry)
+		n++;
+	evbuffer_add_printf(out, ",\"in_progress\":%zu,\"anomalies\":%"
+	    PRIu64 "},\"recv_during_vmotion\":%" PRIu64 ",\"storm\":{"
+	    "\"total\":%" PRIu32 ",\"started\":%" PRIu32 ",\"ended\":%"
+	    PRIu32 ",\"running\":%s}", n, sim.vmo_anomalies, during,
+	    sim.storm_total, sim.storm_started, sim.storm_ended,
+	    sim.storm_on ? "true" : "false");
+	evbuffer_add_printf(out, "}\n");
 	fwrite(evbuffer_pullup(out, -1), 1, evbuffer_get_length(out), stdout);
 	fflush(stdout);
 	evbuffer_free(out);
+}
+
+/*
+ * vmotion V P [seq=HEX] [limit=MS] [delay=MS] [fin=first|last|never]
+ * [abort] [abort-after-peer] [nopeer] [badsecret] [die-src] [die-dst]
+ */
+static void
+ctl_vmotion(struct conn *c, int argc, char **argv)
+{
+	uint8_t seq[VMO_SEQ_MAX];
+	const char *err;
+	enum vmo_fin fin = FIN_FIRST;
+	uint32_t opts = 0, limit = sim.vmo_limit_ms, delay = sim.vmo_delay_ms;
+	size_t seqlen = 0;
+	ssize_t n;
+	int i;
+
+	for (i = 3; i < argc; i++) {
+		if (strncmp(argv[i], "seq=", 4) == 0) {
+			n = ctl_unhex(argv[i] + 4);
+			if (n <= 0 || (size_t)n > sizeof seq) {
+				sim_warnx("vmotion: seq= needs 1..%d hex bytes",
+				    VMO_SEQ_MAX);
+				return;
+			}
+			memcpy(seq, argv[i] + 4, (size_t)n);
+			seqlen = (size_t)n;
+		} else if (strncmp(argv[i], "limit=", 6) == 0) {
+			limit = (uint32_t)strtonum(argv[i] + 6, 1, 3600000,
+			    &err);
+			if (err != NULL) {
+				sim_warnx("vmotion: limit: %s", err);
+				return;
+			}
+		} else if (strncmp(argv[i], "delay=", 6) == 0) {
+			delay = (uint32_t)strtonum(argv[i] + 6, 0, 3600000,
+			    &err);
+			if (err != NULL) {
+				sim_warnx("vmotion: delay: %s", err);
+				return;
+			}
+		} else if (strcmp(argv[i], "fin=first") == 0)
+			fin = FIN_FIRST;
+		else if (strcmp(argv[i], "fin=last") == 0)
+			fin = FIN_LAST;
+		else if (strcmp(argv[i], "fin=never") == 0)
+			fin = FIN_NEVER;
+		else if (strcmp(argv[i], "abort") == 0)
+			opts |= VO_ABORT;
+		else if (strcmp(argv[i], "abort-after-peer") == 0)
+			opts |= VO_ABORT_PEER;
+		else if (strcmp(argv[i], "nopeer") == 0)
+			opts |= VO_NOPEER;
+		else if (strcmp(argv[i], "badsecret") == 0)
+			opts |= VO_BADSECRET;
+		else if (strcmp(argv[i], "die-src") == 0)
+			opts |= VO_DIE_SRC;
+		else if (strcmp(argv[i], "die-dst") == 0)
+			opts |= VO_DIE_DST;
+		else {
+			sim_warnx("vmotion: unknown option %s", argv[i]);
+			return;
+		}
+	}
+	if (vmo_start(c, seqlen > 0 ? seq : NULL, seqlen, opts, fin, limit,
+	    delay, false) != 0)
+		sim_event("vmotion %" PRIu32 " %u skipped 0", c->vm,
+		    (unsigned)c->port);
+}
+
+/* storm N [rate=R] [faults=P] */
+static void
+ctl_storm(int argc, char **argv)
+{
+	const char *err;
+	double rate = sim.storm_rate, faults = sim.storm_faults;
+	long long n;
+	char *end;
+	int i;
+
+	n = strtonum(argv[1], 0, 100000000LL, &err);
+	if (err != NULL) {
+		sim_warnx("storm %s: %s", argv[1], err);
+		return;
+	}
+	for (i = 2; i < argc; i++) {
+		if (strncmp(argv[i], "rate=", 5) == 0) {
+			rate = strtod(argv[i] + 5, &end);
+			if (*end != '\0' || !(rate > 0)) {
+				sim_warnx("storm: bad rate");
+				return;
+			}
+		} else if (strncmp(argv[i], "faults=", 7) == 0) {
+			faults = strtod(argv[i] + 7, &end);
+			if (*end != '\0' || !(faults >= 0 && faults <= 1)) {
+				sim_warnx("storm: bad faults");
+				return;
+			}
+		} else {
+			sim_warnx("storm: unknown option %s", argv[i]);
+			return;
+		}
+	}
+	if (sim.storm_on) {
+		sim_warnx("storm: one is running");
+		return;
+	}
+	storm_start((uint32_t)n, rate, faults);
 }
 
 /* Execute one control command line. */
 static void
 ctl_command(char *line)
 {
-	char *argv[5], *p, *w;
+	char *argv[16], *p, *w;
 	struct conn *c;
 	const char *err;
 	long long rate;
@@ -1037,6 +1981,10 @@ ctl_command(char *line)
 		sim.out_given = 0;
 		return;
 	}
+	if (strcmp(argv[0], "storm") == 0 && argc >= 2) {
+		ctl_storm(argc, argv);
+		return;
+	}
 	if (argc < 3 || (c = ctl_find(argv[1], argv[2])) == NULL) {
 		sim_warnx("bad command: %s", argv[0]);
 		return;
@@ -1046,17 +1994,24 @@ ctl_command(char *line)
 			sim_warnx("send: bad hex");
 			return;
 		}
-		if (c->state == CONN_OPEN)
+		if (c->state == CONN_OPEN || c->vmo != NULL)
 			conn_send_console(c, (uint8_t *)argv[3], (size_t)n);
 		else
 			sim_warnx("send: vm %" PRIu32 " port %u not connected",
 			    c->vm, (unsigned)c->port);
+	} else if (strcmp(argv[0], "vmotion") == 0) {
+		ctl_vmotion(c, argc, argv);
 	} else if (strcmp(argv[0], "reconnect") == 0) {
 		conn_close(c, "reconnect", false);
 		conn_queue(c);
 	} else if (strcmp(argv[0], "close") == 0) {
 		conn_close(c, "close", false);
 	} else if (strcmp(argv[0], "open") == 0) {
+		if (c->vmo != NULL) {
+			sim_warnx("open: vm %" PRIu32 " port %u is in a "
+			    "vMotion", c->vm, (unsigned)c->port);
+			return;
+		}
 		if (c->state == CONN_DELAYED)
 			conn_close(c, "open", false);
 		conn_queue(c);
@@ -1173,32 +2128,32 @@ parse_addr(const char *spec, const char *defport, int family,
 	return (0);
 }
 
-/* Parse the comma-separated --source list. */
+/* Parse a comma-separated source address list (--source, --dest-source). */
 static void
-parse_sources(const char *list)
+parse_sources(const char *opt, const char *list,
+    struct sockaddr_storage **srcs, socklen_t **lens, size_t *n)
 {
 	char *copy, *p, *w;
 
 	copy = xstrdup(list);
 	p = copy;
-	sim.sources = xcalloc(SIM_SOURCES_MAX, sizeof *sim.sources);
-	sim.source_lens = xcalloc(SIM_SOURCES_MAX, sizeof *sim.source_lens);
+	*srcs = xcalloc(SIM_SOURCES_MAX, sizeof **srcs);
+	*lens = xcalloc(SIM_SOURCES_MAX, sizeof **lens);
 	while ((w = strsep(&p, ",")) != NULL) {
 		if (*w == '\0')
 			continue;
-		if (sim.nsources == SIM_SOURCES_MAX)
-			sim_fatalx("--source: at most %d addresses",
+		if (*n == SIM_SOURCES_MAX)
+			sim_fatalx("%s: at most %d addresses", opt,
 			    SIM_SOURCES_MAX);
-		if (parse_addr(w, "0", sim.target.ss_family,
-		    &sim.sources[sim.nsources],
-		    &sim.source_lens[sim.nsources]) != 0)
-			sim_fatalx("--source %s: bad address (family must "
-			    "match --target)", w);
-		sim.nsources++;
+		if (parse_addr(w, "0", sim.target.ss_family, &(*srcs)[*n],
+		    &(*lens)[*n]) != 0)
+			sim_fatalx("%s %s: bad address (family must "
+			    "match --target)", opt, w);
+		(*n)++;
 	}
 	free(copy);
-	if (sim.nsources == 0)
-		sim_fatalx("--source: empty list");
+	if (*n == 0)
+		sim_fatalx("%s: empty list", opt);
 }
 
 /* Parse a hex string of exactly len bytes into out. */
@@ -1245,6 +2200,9 @@ usage(FILE *f)
 "                [--control] [--print-recv] [--quiet] [--early-data N]\n"
 "                [--duration S] [--comport-delay MS] [--ks1-wait MS]\n"
 "                [--reconnect MS] [--out-cap BYTES] [--offer-ext] [-v]\n"
+"                [--dest-source ADDR[,ADDR...]] [--vmotion-limit MS]\n"
+"                [--vmotion-delay MS] [--seed N] [--storm N]\n"
+"                [--storm-rate R] [--storm-faults P]\n"
 "\n"
 "Simulated ESXi fleet: N VMs with K serial ports each, one TCP connection\n"
 "per port, speaking VMware's telnet extension (option 232) like ESXi.\n"
@@ -1269,6 +2227,7 @@ usage(FILE *f)
 "                       as possible, at most 500 per 10 ms tick)\n"
 "  --control            read commands from stdin: send V P HEX, reconnect\n"
 "                       V P, close V P, open V P, rate B, status [V [P]],\n"
+"                       vmotion V P [OPT...], storm N [rate=R] [faults=P],\n"
 "                       quit; EOF on stdin quits\n"
 "  --print-recv         print 'recv V P HEX' for console input\n"
 "  --quiet              do not print ready/closed lines\n"
@@ -1285,9 +2244,26 @@ usage(FILE *f)
 "  --out-cap BYTES      per-connection send queue cap (default 1048576)\n"
 "  --offer-ext          send WILL VMWARE-EXT unasked after WILL AUTH\n"
 "  -v, --verbose        trace negotiation on stderr\n"
+"  --dest-source LIST   vMotion destinations connect from these addresses\n"
+"                       (default: the next --source)\n"
+"  --vmotion-limit MS   wait this long for GOAHEAD, and for PEER-OK after\n"
+"                       it (default 5000, ESXi's vmotionLimit)\n"
+"  --vmotion-delay MS   abort / abort-after-peer / die-dst: ABORT after\n"
+"                       this delay (default 100)\n"
+"  --seed N             random seed (sequences, storms)\n"
+"  --storm N            N vMotions of random ready ports, never two at once\n"
+"                       on one port; prints 'storm done ...' and exits\n"
+"                       (keeps running with --control)\n"
+"  --storm-rate R       storm vMotions per second overall (default 10)\n"
+"  --storm-faults P     probability of a failure option (default 0)\n"
+"\n"
+"vmotion V P options: seq=HEX limit=MS delay=MS fin=first|last|never\n"
+"abort abort-after-peer nopeer badsecret die-src die-dst.\n"
 "\n"
 "stdout: 'ready V P', 'refused V P', 'closed V P', 'recv V P HEX',\n"
-"'status {json}'. Counters in status continue across reconnects.\n", f);
+"'vmotion V P OUTCOME MS', 'storm done N MS OUTCOME=COUNT...',\n"
+"'status {json}'. Counters in status continue across reconnects and\n"
+"vMotions.\n", f);
 }
 
 /* Parse the command line into sim. */
@@ -1298,7 +2274,8 @@ parse_options(int argc, char **argv)
 		O_TARGET = 256, O_VMS, O_PORTS, O_PREFIX, O_TAG, O_BASE,
 		O_URI, O_RATE, O_MODE, O_ECHO, O_SOURCE, O_CRATE, O_CONTROL,
 		O_PRECV, O_QUIET, O_EARLY, O_DURATION, O_COMPORT, O_KS1,
-		O_RECONNECT, O_OUTCAP, O_OFFER, O_HELP,
+		O_RECONNECT, O_OUTCAP, O_OFFER, O_DSOURCE, O_VLIMIT, O_VDELAY,
+		O_SEED, O_STORM, O_SRATE, O_SFAULTS, O_HELP,
 	};
 	static const struct option longopts[] = {
 		{ "target", required_argument, NULL, O_TARGET },
@@ -1323,11 +2300,19 @@ parse_options(int argc, char **argv)
 		{ "reconnect", required_argument, NULL, O_RECONNECT },
 		{ "out-cap", required_argument, NULL, O_OUTCAP },
 		{ "offer-ext", no_argument, NULL, O_OFFER },
+		{ "dest-source", required_argument, NULL, O_DSOURCE },
+		{ "vmotion-limit", required_argument, NULL, O_VLIMIT },
+		{ "vmotion-delay", required_argument, NULL, O_VDELAY },
+		{ "seed", required_argument, NULL, O_SEED },
+		{ "storm", required_argument, NULL, O_STORM },
+		{ "storm-rate", required_argument, NULL, O_SRATE },
+		{ "storm-faults", required_argument, NULL, O_SFAULTS },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *target = NULL, *sources = NULL;
+	const char *target = NULL, *sources = NULL, *dsources = NULL;
+	bool seeded = false;
 	uint8_t tag[4];
 	char *end;
 	int ch;
@@ -1347,6 +2332,9 @@ parse_options(int argc, char **argv)
 	sim.ks1_wait_us = 1000000;
 	sim.reconnect_us = -1;
 	sim.out_cap = SIM_OUT_CAP;
+	sim.vmo_limit_ms = 5000;
+	sim.vmo_delay_ms = 100;
+	sim.storm_rate = 10;
 
 	while ((ch = getopt_long(argc, argv, "v", longopts, NULL)) != -1) {
 		switch (ch) {
@@ -1445,6 +2433,41 @@ parse_options(int argc, char **argv)
 		case O_OFFER:
 			sim.offer_ext = true;
 			break;
+		case O_DSOURCE:
+			dsources = optarg;
+			break;
+		case O_VLIMIT:
+			sim.vmo_limit_ms = (uint32_t)parse_num(
+			    "--vmotion-limit", optarg, 3600000);
+			if (sim.vmo_limit_ms == 0)
+				sim_fatalx("--vmotion-limit: at least 1");
+			break;
+		case O_VDELAY:
+			sim.vmo_delay_ms = (uint32_t)parse_num(
+			    "--vmotion-delay", optarg, 3600000);
+			break;
+		case O_SEED:
+			sim.seed = (uint64_t)parse_num("--seed", optarg,
+			    LLONG_MAX);
+			seeded = true;
+			break;
+		case O_STORM:
+			sim.storm_total = (uint32_t)parse_num("--storm",
+			    optarg, 100000000LL);
+			sim.storm_exit = true;
+			break;
+		case O_SRATE:
+			sim.storm_rate = strtod(optarg, &end);
+			if (*end != '\0' || !(sim.storm_rate > 0) ||
+			    sim.storm_rate > 1e6)
+				sim_fatalx("--storm-rate: bad value");
+			break;
+		case O_SFAULTS:
+			sim.storm_faults = strtod(optarg, &end);
+			if (*end != '\0' || !(sim.storm_faults >= 0 &&
+			    sim.storm_faults <= 1))
+				sim_fatalx("--storm-faults: 0 to 1");
+			break;
 		case 'v':
 			sim.verbose++;
 			break;
@@ -1456,6 +2479,11 @@ parse_options(int argc, char **argv)
 			exit(2);
 		}
 	}
+	if (!seeded)
+		sim.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+	sim.rng = sim.seed * 0x9e3779b97f4a7c15ULL + 1;
+	if (sim.storm_total > 0 && sim.control)
+		sim.storm_exit = false;
 	if (optind != argc || target == NULL) {
 		usage(stderr);
 		exit(2);
@@ -1466,7 +2494,11 @@ parse_options(int argc, char **argv)
 	    &sim.target_len) != 0)
 		sim_fatalx("--target %s: need HOST:PORT", target);
 	if (sources != NULL)
-		parse_sources(sources);
+		parse_sources("--source", sources, &sim.sources,
+		    &sim.source_lens, &sim.nsources);
+	if (dsources != NULL)
+		parse_sources("--dest-source", dsources, &sim.dsources,
+		    &sim.dsource_lens, &sim.ndsources);
 }
 
 /* Raise the open file limit to the hard limit. */
@@ -1521,6 +2553,7 @@ ctl_setup(void)
 int
 main(int argc, char **argv)
 {
+	struct link *l;
 	struct timeval tv;
 	size_t i;
 
@@ -1534,6 +2567,8 @@ main(int argc, char **argv)
 	TAILQ_INIT(&sim.connq);
 	TAILQ_INIT(&sim.delayq);
 	TAILQ_INIT(&sim.openq);
+	TAILQ_INIT(&sim.vmoq);
+	TAILQ_INIT(&sim.oldq);
 	sim.nconns = (size_t)sim.vms * sim.ports;
 	sim.conns = xcalloc(sim.nconns, sizeof *sim.conns);
 	for (i = 0; i < sim.nconns; i++) {
@@ -1569,12 +2604,22 @@ main(int argc, char **argv)
 		sim_fatalx("cannot set up the tick");
 	sim.last_tick_us = sim.out_t0_us = now_us();
 	sim_connect_pass(sim.last_tick_us, 0);
+	if (sim.verbose || sim.storm_total > 0)
+		sim_warnx("seed %" PRIu64, sim.seed);
+	if (sim.storm_total > 0)
+		storm_start(sim.storm_total, sim.storm_rate, sim.storm_faults);
 
 	event_base_dispatch(sim.base);
 
+	sim.quiet = true;
 	for (i = 0; i < sim.nconns; i++) {
-		sim.quiet = true;
 		conn_close(&sim.conns[i], "exit", false);
+		if (sim.conns[i].held_out != NULL)
+			evbuffer_free(sim.conns[i].held_out);
+	}
+	while ((l = TAILQ_FIRST(&sim.oldq)) != NULL) {
+		TAILQ_REMOVE(&sim.oldq, l, entry);
+		link_free(l);
 	}
 	event_free(sim.tick_ev);
 	event_free(sim.sigint_ev);
@@ -1589,6 +2634,8 @@ main(int argc, char **argv)
 	free(sim.conns);
 	free(sim.sources);
 	free(sim.source_lens);
+	free(sim.dsources);
+	free(sim.dsource_lens);
 	event_base_free(sim.base);
 	fflush(stdout);
 	return (0);
