@@ -208,7 +208,7 @@ class TestSlowClient(ClientsBase):
         samples = []            # (t, bytes_from_vm, fast bytes, rss)
         rss_max = rss0
         while True:
-            time.sleep(0.25)
+            time.sleep(0.5)
             n = d.port(pid)['bytes_from_vm']
             rss = d.rss_kib()
             rss_max = max(rss_max, rss)
@@ -305,15 +305,16 @@ class TestSlowClient(ClientsBase):
         slow.start()
         d.wait_ports(lambda ps: ps[0]['clients'] == 2)
         for episode in (1, 2):
+            seen = len(NOTICE.findall(slow.snapshot()))
             sim.cmd('rate 1000000')         # slow is not reading: it skips
+            floor = d.port(pid)['bytes_from_vm'] + (3 << 20)
             vspctest.wait_for(
-                lambda: len(NOTICE.findall(slow.snapshot())) == episode - 1 and
-                d.port(pid)['bytes_from_vm'] > episode * (3 << 20), 20,
+                lambda: d.port(pid)['bytes_from_vm'] > floor, 20,
                 what='flood %d' % episode)
             sim.cmd('rate 20000')
-            slow.gate.set()                 # reads again: one notice
+            slow.gate.set()                 # reads again: a notice
             vspctest.wait_for(
-                lambda: len(NOTICE.findall(slow.snapshot())) >= episode, 15,
+                lambda: len(NOTICE.findall(slow.snapshot())) > seen, 15,
                 what='notice %d' % episode)
             vspctest.wait_for(
                 lambda: slow.snapshot().rsplit(b'client too slow]', 1)[1]
