@@ -37,7 +37,6 @@ import select
 import socket
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import telnetc  # noqa: E402
