@@ -1,0 +1,869 @@
+/*
+ * Unit tests for the console logs (src/daemon/consolelog.c): exact bytes,
+ * timestamps, the events sidecar, rotation, hostile ids and symlinks,
+ * ENOSPC gap accounting (root only, on a 1 MiB tmpfs) and tail.
+ */
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "t.h"
+#include "vspcd.h"
+
+struct config		 cfg;
+struct event_base	*ev_base;
+
+#define ID	"0123456789abcdef0123456789abcdef"
+
+static char	 root[64];
+static char	 logdir[128];
+
+/* Remove one entry for nftw. */
+static int
+rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return (remove(path));
+}
+
+/* Make a fresh temporary directory and point the config at it. */
+static void
+setup(void)
+{
+	strlcpy(root, "/tmp/test-clog-XXXXXX", sizeof root);
+	if (mkdtemp(root) == NULL)
+		abort();
+	snprintf(logdir, sizeof logdir, "%s/logs", root);
+	memset(&cfg, 0, sizeof cfg);
+	cfg.log_enabled = 1;
+	cfg.log_dir = logdir;
+	cfg.log_keep = 5;
+	cfg.log_sync_ms = 1000;
+	consolelog_init();
+}
+
+/* Shut the logs down and remove the directory. */
+static void
+teardown(void)
+{
+	consolelog_shutdown();
+	nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Return a path in the log directory (static buffer). */
+static const char *
+lpath(const char *name)
+{
+	static char buf[512];
+
+	snprintf(buf, sizeof buf, "%s/%s", logdir, name);
+	return (buf);
+}
+
+/* Read a whole file; NULL if it does not exist. */
+static uint8_t *
+slurp(const char *path, size_t *len)
+{
+	struct stat st;
+	uint8_t *p;
+	ssize_t n;
+	size_t off = 0;
+	int fd;
+
+	*len = 0;
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW)) == -1)
+		return (NULL);
+	if (fstat(fd, &st) == -1)
+		abort();
+	p = malloc((size_t)st.st_size + 1);
+	while (off < (size_t)st.st_size &&
+	    (n = read(fd, p + off, (size_t)st.st_size - off)) > 0)
+		off += (size_t)n;
+	close(fd);
+	p[off] = '\0';
+	*len = off;
+	return (p);
+}
+
+/* Return true if a path exists (without following a symlink). */
+static bool
+exists(const char *path)
+{
+	struct stat st;
+
+	return (lstat(path, &st) == 0);
+}
+
+/* Count the entries of a directory other than . and .. */
+static int
+count_entries(const char *dir)
+{
+	char cmd[256];
+	FILE *f;
+	int n = -1;
+
+	snprintf(cmd, sizeof cmd, "ls -A '%s' | wc -l", dir);
+	if ((f = popen(cmd, "r")) != NULL) {
+		if (fscanf(f, "%d", &n) != 1)
+			n = -1;
+		pclose(f);
+	}
+	return (n);
+}
+
+/* Fill a buffer with a pattern that repeats every 251 bytes. */
+static uint8_t *
+pattern(size_t len)
+{
+	uint8_t *p = malloc(len);
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		p[i] = (uint8_t)((i * 7 + i / 251) & 0xff);
+	return (p);
+}
+
+/* Split a file into JSON objects, one per line. Returns the count. */
+static size_t
+load_events(const char *name, json_t **ev, size_t max)
+{
+	uint8_t *p;
+	size_t len, n = 0;
+	char *line, *save, *s;
+	json_error_t err;
+
+	if ((p = slurp(lpath(name), &len)) == NULL)
+		return (0);
+	s = (char *)p;
+	for (line = strtok_r(s, "\n", &save); line != NULL && n < max;
+	    line = strtok_r(NULL, "\n", &save)) {
+		ev[n] = json_loads(line, 0, &err);
+		if (ev[n] == NULL) {
+			fprintf(stderr, "bad JSON line: %s (%s)\n", line,
+			    err.text);
+			continue;
+		}
+		n++;
+	}
+	free(p);
+	return (n);
+}
+
+/* Free loaded events. */
+static void
+free_events(json_t **ev, size_t n)
+{
+	while (n-- > 0)
+		json_decref(ev[n]);
+}
+
+/* Every byte value, in many small writes and a few large ones. */
+static void
+test_bytes_exact(void)
+{
+	struct consolelog *cl;
+	uint8_t *want, *got;
+	size_t total = 300000, off = 0, n, glen, step = 0;
+
+	setup();
+	want = pattern(total);
+	cl = consolelog_open(ID);
+	ASSERT_TRUE(cl != NULL);
+	ASSERT_STR_EQ(consolelog_path(cl), lpath(ID ".log"));
+	while (off < total) {
+		n = (step % 50 == 49) ? 20000 : 1 + (step * 13) % 37;
+		if (n > total - off)
+			n = total - off;
+		consolelog_write(cl, want + off, n);
+		off += n;
+		step++;
+	}
+	consolelog_close(cl);
+	got = slurp(lpath(ID ".log"), &glen);
+	ASSERT_TRUE(got != NULL);
+	ASSERT_MEM_EQ(got, glen, want, total);
+	free(got);
+
+	/* All 256 values once more, one byte a write, appended. */
+	cl = consolelog_open(ID);
+	ASSERT_TRUE(cl != NULL);
+	for (n = 0; n < 256; n++) {
+		uint8_t c = (uint8_t)n;
+
+		consolelog_write(cl, &c, 1);
+	}
+	consolelog_shutdown();
+	got = slurp(lpath(ID ".log"), &glen);
+	ASSERT_SIZE_EQ(glen, total + 256);
+	for (n = 0; n < 256; n++)
+		ASSERT_INT_EQ(got[total + n], n);
+	free(got);
+	free(want);
+	consolelog_close(cl);
+	teardown();
+}
+
+/* The sync timer writes buffered bytes out without a close. */
+static void
+test_sync_tick(void)
+{
+	struct consolelog *cl;
+	uint8_t *got;
+	size_t glen;
+
+	setup();
+	cfg.log_sync_ms = 20;
+	cl = consolelog_open(ID);
+	ASSERT_TRUE(cl != NULL);
+	consolelog_write(cl, (const uint8_t *)"hello", 5);
+	got = slurp(lpath(ID ".log"), &glen);
+	free(got);
+	ASSERT_SIZE_EQ(glen, 0);	/* buffered */
+	event_base_loop(ev_base, EVLOOP_ONCE);
+	got = slurp(lpath(ID ".log"), &glen);
+	ASSERT_MEM_EQ(got, glen, "hello", 5);
+	free(got);
+	/* Idle: nothing armed, the loop has nothing to do. */
+	ASSERT_INT_EQ(event_base_loop(ev_base, EVLOOP_NONBLOCK), 1);
+	consolelog_close(cl);
+	teardown();
+}
+
+/* Per-line prefixes, written lazily: never a dangling one. */
+static void
+test_timestamps(void)
+{
+	static const char want[] = "TS| abc\nTS| \nTS| x\nTS| y\nTS| z";
+	static char fmt1[] = "TS| ", fmt2[] = "[%Y] ";
+	struct consolelog *cl;
+	uint8_t *got;
+	size_t glen, i;
+
+	setup();
+	cfg.log_timestamps = 1;
+	cfg.log_timestamp_format = fmt1;
+	cl = consolelog_open(ID);
+	ASSERT_TRUE(cl != NULL);
+	consolelog_write(cl, (const uint8_t *)"ab", 2);
+	consolelog_write(cl, (const uint8_t *)"c\n", 2);
+	consolelog_write(cl, (const uint8_t *)"\n", 1);
+	consolelog_write(cl, (const uint8_t *)"x\ny\n", 4);
+	consolelog_shutdown();
+	got = slurp(lpath(ID ".log"), &glen);
+	ASSERT_MEM_EQ(got, glen, want, strlen(want) - 5);
+	free(got);
+	consolelog_close(cl);
+
+	/* The next line gets its prefix when its first byte comes. */
+	consolelog_init();
+	cl = consolelog_open(ID);
+	ASSERT_TRUE(cl != NULL);
+	consolelog_write(cl, (const uint8_t *)"z", 1);
+	consolelog_close(cl);
+	got = slurp(lpath(ID ".log"), &glen);
+	ASSERT_MEM_EQ(got, glen, want, strlen(want));
+	free(got);
+
+	/* A real format: 3000 short lines, each "[YYYY] n\n". */
+	cfg.log_timestamp_format = fmt2;
+	ASSERT_INT_EQ(unlink(lpath(ID ".log")), 0);
+	cl = consolelog_open(ID);
+	ASSERT_TRUE(cl != NULL);
+	for (i = 0; i < 3000; i++)
+		consolelog_write(cl, (const uint8_t *)"n\n", 2);
+	consolelog_close(cl);
+	got = slurp(lpath(ID ".log"), &glen);
+	ASSERT_SIZE_EQ(glen, 3000 * 9);
+	for (i = 0; i < 3000; i++) {
+		ASSERT_TRUE(got[i * 9] == '[' && got[i * 9 + 5] == ']');
+		ASSERT_MEM_EQ(got + i * 9 + 7, 2, "n\n", 2);
+	}
+	free(got);
+	teardown();
+}
+
+/* Events go to the sidecar as valid JSON with exact offsets. */
+static void
+test_events(void)
+{
+	struct consolelog *cl;
+	json_t *ev[8];
+	size_t n, glen;
+	uint8_t *got;
+	const char *detail =
+	    "peer \"10.0.0.1\"\\\n\x01\x1b[31m\xff\xc3\xa9\xe2\x82";
+
+	setup();
+	cl = consolelog_open(ID);
+	ASSERT_TRUE(cl != NULL);
+	consolelog_event(cl, "connect", detail);
+	consolelog_write(cl, (const uint8_t *)"12345", 5);
+	consolelog_event(cl, "vmotion", "to \"host b\"");
+	consolelog_write(cl, (const uint8_t *)"{\"event\":\"x\"}\n", 15);
+	consolelog_event(cl, "disconnect", NULL);
+	consolelog_close(cl);
+
+	got = slurp(lpath(ID ".log"), &glen);
+	ASSERT_MEM_EQ(got, glen, "12345{\"event\":\"x\"}\n", 20);
+	free(got);
+	n = load_events(ID ".events", ev, nitems(ev));
+	ASSERT_SIZE_EQ(n, 3);
+	ASSERT_STR_EQ(json_string_value(json_object_get(ev[0], "event")),
+	    "connect");
+	ASSERT_INT_EQ(json_integer_value(json_object_get(ev[0], "offset")), 0);
+	ASSERT_STR_EQ(json_string_value(json_object_get(ev[0], "detail")),
+	    "peer \"10.0.0.1\"\\\n\x01\x1b[31m\xef\xbf\xbd\xc3\xa9"
+	    "\xef\xbf\xbd\xef\xbf\xbd");
+	ASSERT_TRUE(strlen(json_string_value(json_object_get(ev[0],
+	    "time"))) == 20);
+	ASSERT_INT_EQ(json_integer_value(json_object_get(ev[1], "offset")), 5);
+	ASSERT_STR_EQ(json_string_value(json_object_get(ev[1], "detail")),
+	    "to \"host b\"");
+	ASSERT_INT_EQ(json_integer_value(json_object_get(ev[2], "offset")),
+	    20);
+	ASSERT_TRUE(json_object_get(ev[2], "detail") == NULL);
+	free_events(ev, n);
+	teardown();
+}
+
+/* Size rotation: exactly log_keep old files, nothing lost in between. */
+static void
+test_rotation(void)
+{
+	struct consolelog *cl;
+	uint8_t *want, *got, *all;
+	size_t total = 10500, off = 0, n, glen, alen = 0, step = 0;
+	char name[64];
+	json_t *ev[64];
+	int i;
+
+	setup();
+	cfg.log_max_size = 1000;
+	cfg.log_keep = 3;
+	want = pattern(total);
+	cl = consolelog_open(ID);
+	ASSERT_TRUE(cl != NULL);
+	while (off < total) {
+		n = 1 + (step * 31) % 97;
+		if (step % 40 == 39)
+			n = 2500;	/* spans more than one file */
+		if (n > total - off)
+			n = total - off;
+		consolelog_write(cl, want + off, n);
+		off += n;
+		if (step % 7 == 0)
+			consolelog_event(cl, "mark", NULL);
+		step++;
+	}
+	consolelog_close(cl);
+
+	all = malloc(total);
+	for (i = 3; i >= 0; i--) {
+		snprintf(name, sizeof name, ID ".log%s%.0d", i ? "." : "", i);
+		got = slurp(lpath(name), &glen);
+		ASSERT_TRUE(got != NULL);
+		if (i > 0)
+			ASSERT_SIZE_EQ(glen, 1000);
+		memcpy(all + alen, got, glen);
+		alen += glen;
+		free(got);
+		snprintf(name, sizeof name, ID ".events%s%.0d", i ? "." : "",
+		    i);
+		ASSERT_TRUE(exists(lpath(name)));
+		n = load_events(name, ev, nitems(ev));
+		while (n > 0) {
+			n--;
+			ASSERT_TRUE(json_integer_value(json_object_get(ev[n],
+			    "offset")) <= 1000);
+			json_decref(ev[n]);
+		}
+	}
+	ASSERT_TRUE(!exists(lpath(ID ".log.4")));
+	ASSERT_TRUE(!exists(lpath(ID ".events.4")));
+	ASSERT_SIZE_EQ(alen, 3500);
+	ASSERT_MEM_EQ(all, alen, want + total - alen, alen);
+	ASSERT_INT_EQ(count_entries(logdir), 8);
+	free(all);
+	free(want);
+	teardown();
+}
+
+/* log_keep 0: the full file is deleted, nothing rotated is kept. */
+static void
+test_rotation_keep0(void)
+{
+	struct consolelog *cl;
+	uint8_t *want, *got;
+	size_t glen;
+
+	setup();
+	cfg.log_max_size = 100;
+	cfg.log_keep = 0;
+	want = pattern(250);
+	cl = consolelog_open(ID);
+	ASSERT_TRUE(cl != NULL);
+	consolelog_write(cl, want, 250);
+	consolelog_close(cl);
+	got = slurp(lpath(ID ".log"), &glen);
+	ASSERT_MEM_EQ(got, glen, want + 200, 50);
+	ASSERT_INT_EQ(count_entries(logdir), 2);
+	free(got);
+	free(want);
+	teardown();
+}
+
+/* A symlink among the rotated names is replaced, never followed. */
+static void
+test_rotation_symlink(void)
+{
+	char target[128];
+	struct consolelog *cl;
+	uint8_t *want, *got;
+	size_t glen;
+	FILE *f;
+
+	setup();
+	cfg.log_max_size = 100;
+	cfg.log_keep = 2;
+	snprintf(target, sizeof target, "%s/target", root);
+	f = fopen(target, "w");
+	fputs("secret", f);
+	fclose(f);
+	ASSERT_INT_EQ(symlink(target, lpath(ID ".log.1")), 0);
+	ASSERT_INT_EQ(symlink(target, lpath(ID ".log.2")), 0);
+	want = pattern(250);
+	cl = consolelog_open(ID);
+	ASSERT_TRUE(cl != NULL);
+	consolelog_write(cl, want, 250);
+	consolelog_close(cl);
+	got = slurp(target, &glen);
+	ASSERT_MEM_EQ(got, glen, "secret", 6);
+	free(got);
+	got = slurp(lpath(ID ".log"), &glen);
+	ASSERT_MEM_EQ(got, glen, want + 200, 50);
+	free(got);
+	got = slurp(lpath(ID ".log.1"), &glen);
+	ASSERT_MEM_EQ(got, glen, want + 100, 100);
+	free(got);
+	free(want);
+	teardown();
+}
+
+/* Tail across rotation boundaries, and with bytes still buffered. */
+static void
+test_tail(void)
+{
+	struct consolelog *cl;
+	struct evbuffer *b;
+	uint8_t *want;
+	size_t total = 3500;
+
+	setup();
+	cfg.log_max_size = 1000;
+	cfg.log_keep = 3;
+	want = pattern(total + 10);
+	cl = consolelog_open(ID);
+	ASSERT_TRUE(cl != NULL);
+	consolelog_write(cl, want, total);
+	b = evbuffer_new();
+
+	ASSERT_INT_EQ(consolelog_tail(ID, 1500, b), 0);
+	ASSERT_MEM_EQ(evbuffer_pullup(b, -1), evbuffer_get_length(b),
+	    want + total - 1500, 1500);
+	evbuffer_drain(b, evbuffer_get_length(b));
+
+	ASSERT_INT_EQ(consolelog_tail(ID, 100, b), 0);
+	ASSERT_MEM_EQ(evbuffer_pullup(b, -1), evbuffer_get_length(b),
+	    want + total - 100, 100);
+	evbuffer_drain(b, evbuffer_get_length(b));
+
+	ASSERT_INT_EQ(consolelog_tail(ID, 2500, b), 0);
+	ASSERT_MEM_EQ(evbuffer_pullup(b, -1), evbuffer_get_length(b),
+	    want + total - 2500, 2500);
+	evbuffer_drain(b, evbuffer_get_length(b));
+
+	ASSERT_INT_EQ(consolelog_tail(ID, 1000000, b), 0);
+	ASSERT_MEM_EQ(evbuffer_pullup(b, -1), evbuffer_get_length(b),
+	    want, total);
+	evbuffer_drain(b, evbuffer_get_length(b));
+
+	/* Buffered bytes are included. */
+	consolelog_write(cl, want + total, 10);
+	ASSERT_INT_EQ(consolelog_tail(ID, 20, b), 0);
+	ASSERT_MEM_EQ(evbuffer_pullup(b, -1), evbuffer_get_length(b),
+	    want + total - 10, 20);
+	evbuffer_drain(b, evbuffer_get_length(b));
+
+	ASSERT_INT_EQ(consolelog_tail("ffffffffffffffffffffffffffffffff", 10,
+	    b), -1);
+	ASSERT_INT_EQ(consolelog_tail("../../etc/passwd", 10, b), -1);
+	ASSERT_SIZE_EQ(evbuffer_get_length(b), 0);
+	evbuffer_free(b);
+	consolelog_close(cl);
+	free(want);
+	teardown();
+}
+
+/* Ids that could name something else are refused; nothing is created. */
+static void
+test_hostile_ids(void)
+{
+	static const char *bad[] = {
+		"../../x", "a/b", "..", ".", ".hidden", "", "x",
+		ID "/../../x", ID "..", ID ".", ID ".a/b", ID ".~1", ID "~",
+		ID "~1a", ID ".a b", "0123456789ABCDEF0123456789abcdef",
+		"/" ID, ID "\n", "0123456789abcdef0123456789abcde",
+		"\0" ID,
+	};
+	static const char *good[] = {
+		ID, ID ".serial-1", ID ".a.b_c-d", ID "~2", ID ".x~12",
+	};
+	struct consolelog *cl;
+	char *longid;
+	size_t i;
+
+	setup();
+	for (i = 0; i < nitems(bad); i++) {
+		if (consolelog_open(bad[i]) != NULL)
+			t_fail(__FILE__, __LINE__, "accepted '%s'", bad[i]);
+		ASSERT_TRUE(!t_failed_current);
+	}
+	longid = malloc(4097);
+	memcpy(longid, ID, 32);
+	memset(longid + 32, 'a', 4096 - 32);
+	longid[32] = '.';
+	longid[4096] = '\0';
+	ASSERT_TRUE(consolelog_open(longid) == NULL);
+	longid[201] = '\0';	/* 201: still too long */
+	ASSERT_TRUE(consolelog_open(longid) == NULL);
+	longid[200] = '\0';	/* 200: the longest allowed */
+	cl = consolelog_open(longid);
+	ASSERT_TRUE(cl != NULL);
+	consolelog_close(cl);
+	free(longid);
+	ASSERT_TRUE(consolelog_open(NULL) == NULL);
+	ASSERT_INT_EQ(count_entries(logdir), 2);
+	ASSERT_INT_EQ(count_entries(root), 1);	/* logs/ only */
+
+	for (i = 0; i < nitems(good); i++) {
+		cl = consolelog_open(good[i]);
+		if (cl == NULL)
+			t_fail(__FILE__, __LINE__, "refused '%s'", good[i]);
+		ASSERT_TRUE(cl != NULL);
+		/* The same id twice is refused. */
+		ASSERT_TRUE(consolelog_open(good[i]) == NULL);
+		consolelog_close(cl);
+	}
+	ASSERT_INT_EQ(count_entries(root), 1);
+	teardown();
+}
+
+/* A symlink named like the log, or its sidecar, is refused. */
+static void
+test_symlink(void)
+{
+	char target[128];
+	uint8_t *got;
+	size_t glen;
+	FILE *f;
+
+	setup();
+	snprintf(target, sizeof target, "%s/target", root);
+	f = fopen(target, "w");
+	fputs("secret", f);
+	fclose(f);
+	ASSERT_INT_EQ(symlink(target, lpath(ID ".log")), 0);
+	ASSERT_TRUE(consolelog_open(ID) == NULL);
+	ASSERT_INT_EQ(unlink(lpath(ID ".log")), 0);
+	ASSERT_INT_EQ(symlink(target, lpath(ID ".events")), 0);
+	ASSERT_TRUE(consolelog_open(ID) == NULL);
+	/* A hard link to a file elsewhere is refused too. */
+	ASSERT_INT_EQ(unlink(lpath(ID ".events")), 0);
+	ASSERT_INT_EQ(unlink(lpath(ID ".log")), 0);
+	ASSERT_INT_EQ(link(target, lpath(ID ".log")), 0);
+	ASSERT_TRUE(consolelog_open(ID) == NULL);
+	ASSERT_INT_EQ(unlink(lpath(ID ".log")), 0);
+	/* And a FIFO, without blocking. */
+	ASSERT_INT_EQ(mkfifo(lpath(ID ".log"), 0600), 0);
+	ASSERT_TRUE(consolelog_open(ID) == NULL);
+	got = slurp(target, &glen);
+	ASSERT_MEM_EQ(got, glen, "secret", 6);
+	free(got);
+	teardown();
+}
+
+/* SIGHUP after logrotate moved the file: new data goes to a new file. */
+static void
+test_reopen(void)
+{
+	char moved[512];
+	struct consolelog *cl;
+	uint8_t *got;
+	size_t glen;
+
+	setup();
+	cl = consolelog_open(ID);
+	ASSERT_TRUE(cl != NULL);
+	consolelog_write(cl, (const uint8_t *)"before", 6);
+	consolelog_event(cl, "connect", NULL);
+	snprintf(moved, sizeof moved, "%s", lpath("moved.log"));
+	ASSERT_INT_EQ(rename(lpath(ID ".log"), moved), 0);
+	consolelog_write(cl, (const uint8_t *)"|still", 6);
+	consolelog_reopen_all();
+	consolelog_write(cl, (const uint8_t *)"after", 5);
+	consolelog_event(cl, "detach", "x");
+	consolelog_close(cl);
+	got = slurp(moved, &glen);
+	ASSERT_MEM_EQ(got, glen, "before|still", 12);
+	free(got);
+	got = slurp(lpath(ID ".log"), &glen);
+	ASSERT_MEM_EQ(got, glen, "after", 5);
+	free(got);
+
+	/* Logging turned off by the reload: writes are ignored. */
+	cl = consolelog_open(ID);
+	ASSERT_TRUE(cl != NULL);
+	cfg.log_enabled = 0;
+	consolelog_reopen_all();
+	consolelog_write(cl, (const uint8_t *)"off", 3);
+	ASSERT_TRUE(consolelog_open(ID "~2") == NULL);
+	cfg.log_enabled = 1;
+	consolelog_reopen_all();
+	consolelog_write(cl, (const uint8_t *)"on", 2);
+	consolelog_close(cl);
+	got = slurp(lpath(ID ".log"), &glen);
+	ASSERT_MEM_EQ(got, glen, "afteron", 7);
+	free(got);
+	teardown();
+}
+
+/* Every entry point accepts NULL. */
+static void
+test_null(void)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	setup();
+	consolelog_write(NULL, (const uint8_t *)"x", 1);
+	consolelog_event(NULL, "connect", "x");
+	consolelog_close(NULL);
+	ASSERT_TRUE(consolelog_path(NULL) == NULL);
+	ASSERT_INT_EQ(consolelog_tail(NULL, 10, b), -1);
+	teardown();
+	/* Logging off: open gives NULL. */
+	memset(&cfg, 0, sizeof cfg);
+	consolelog_init();
+	ASSERT_TRUE(consolelog_open(ID) == NULL);
+	consolelog_shutdown();
+	evbuffer_free(b);
+}
+
+/*
+ * Write errors with timestamps on (EFBIG from RLIMIT_FSIZE, no root
+ * needed): the gap counts console bytes only, never prefix bytes.
+ */
+static void
+test_gap_timestamps(void)
+{
+	static char fmt[] = "@@@@";
+	static const char line[] = "abcdefghi\n";
+	struct consolelog *cl;
+	struct rlimit old, rl;
+	json_t *ev[64];
+	uint8_t *got;
+	size_t glen, i, n, nev, console = 0, gapbytes = 0, total = 0;
+
+	setup();
+	cfg.log_timestamps = 1;
+	cfg.log_timestamp_format = fmt;
+	cl = consolelog_open(ID);
+	ASSERT_TRUE(cl != NULL);
+	signal(SIGXFSZ, SIG_IGN);
+	getrlimit(RLIMIT_FSIZE, &old);
+	rl = old;
+	rl.rlim_cur = 20001;
+	ASSERT_INT_EQ(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	for (i = 0; i < 5000; i++) {
+		n = 1 + i % 10;
+		consolelog_write(cl, (const uint8_t *)line, n);
+		if (n < 10)
+			consolelog_write(cl, (const uint8_t *)line + n,
+			    10 - n);
+		total += 10;
+		if (i == 2500)
+			consolelog_event(cl, "mid", NULL);
+	}
+	consolelog_shutdown();
+	ASSERT_INT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+	consolelog_close(cl);
+	consolelog_init();
+	cl = consolelog_open(ID);
+	ASSERT_TRUE(cl != NULL);
+	for (i = 0; i < 100; i++)
+		consolelog_write(cl, (const uint8_t *)line, 10);
+	total += 1000;
+	consolelog_close(cl);
+
+	got = slurp(lpath(ID ".log"), &glen);
+	ASSERT_TRUE(glen > 20001);
+	for (i = 0; i < glen; i++)
+		if (got[i] != '@')
+			console++;
+	free(got);
+	nev = load_events(ID ".events", ev, nitems(ev));
+	for (i = 0; i < nev; i++)
+		gapbytes += (size_t)json_integer_value(json_object_get(ev[i],
+		    "bytes"));
+	free_events(ev, nev);
+	ASSERT_TRUE(gapbytes > 0);
+	ASSERT_SIZE_EQ(console + gapbytes, total);
+	teardown();
+}
+
+/*
+ * Disk full: on a 1 MiB tmpfs, fill the disk, keep writing, free space,
+ * write again. Every submitted byte is either in the file or in a gap
+ * event at the exact offset where it is missing.
+ */
+static void
+enospc_body(void)
+{
+	struct consolelog *cl;
+	uint8_t *want, *got, chunk[4096];
+	size_t total = 600000, off = 0, n, glen, step = 0, i, nev;
+	size_t fpos = 0, spos = 0, gaps = 0, gapbytes = 0, goff;
+	char filler[256];
+	json_t *ev[256];
+	int fd;
+
+	want = pattern(total);
+	cl = consolelog_open(ID);
+	ASSERT_TRUE(cl != NULL);
+	consolelog_event(cl, "connect", "start");
+
+	/* 1: 100 KB fits. */
+	for (; off < 100000; off += n, step++) {
+		n = 1 + (step * 17) % 300;
+		if (n > 100000 - off)
+			n = 100000 - off;
+		consolelog_write(cl, want + off, n);
+	}
+	/* 2: a filler file takes all that is left. */
+	snprintf(filler, sizeof filler, "%s/filler", logdir);
+	fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ASSERT_TRUE(fd != -1);
+	memset(chunk, 'F', sizeof chunk);
+	while (write(fd, chunk, sizeof chunk) > 0)
+		;
+	while (write(fd, chunk, 1) > 0)
+		;
+	close(fd);
+	/* 3: 400 KB more, with some large writes and an event. */
+	for (; off < 500000; off += n, step++) {
+		n = 1 + (step * 17) % 300;
+		if (step % 100 == 0)
+			n = 9000;
+		if (n > 500000 - off)
+			n = 500000 - off;
+		consolelog_write(cl, want + off, n);
+		if (step % 500 == 0)
+			consolelog_event(cl, "mid", "disk full");
+	}
+	event_base_loop(ev_base, EVLOOP_NONBLOCK);
+	/* 4: free space and write the rest. */
+	ASSERT_INT_EQ(unlink(filler), 0);
+	for (; off < total; off += n, step++) {
+		n = 1 + (step * 17) % 300;
+		if (n > total - off)
+			n = total - off;
+		consolelog_write(cl, want + off, n);
+	}
+	consolelog_close(cl);
+
+	got = slurp(lpath(ID ".log"), &glen);
+	ASSERT_TRUE(got != NULL);
+	nev = load_events(ID ".events", ev, nitems(ev));
+	for (i = 0; i < nev; i++) {
+		const char *e = json_string_value(json_object_get(ev[i],
+		    "event"));
+
+		if (e == NULL || strcmp(e, "gap") != 0)
+			continue;
+		goff = (size_t)json_integer_value(json_object_get(ev[i],
+		    "offset"));
+		n = (size_t)json_integer_value(json_object_get(ev[i],
+		    "bytes"));
+		ASSERT_TRUE(goff >= fpos && goff <= glen);
+		ASSERT_MEM_EQ(got + fpos, goff - fpos, want + spos,
+		    goff - fpos);
+		spos += goff - fpos + n;
+		fpos = goff;
+		gaps++;
+		gapbytes += n;
+	}
+	ASSERT_MEM_EQ(got + fpos, glen - fpos, want + spos, total - spos);
+	ASSERT_TRUE(gaps >= 1);
+	ASSERT_TRUE(gapbytes > 0);
+	ASSERT_SIZE_EQ(glen + gapbytes, total);
+	printf("  enospc: %zu written, %zu missed in %zu gap event(s)\n",
+	    glen, gapbytes, gaps);
+	free_events(ev, nev);
+	free(got);
+	free(want);
+}
+
+/* Run the disk-full test on a 1 MiB tmpfs, or skip it if none can be had. */
+static void
+test_enospc(void)
+{
+	setup();
+	if (mount("tmpfs", logdir, "tmpfs", 0, "size=1m") == -1) {
+		printf("skip test_enospc: cannot mount a tmpfs on %s (%s); "
+		    "run as root to test disk-full handling\n", logdir,
+		    strerror(errno));
+		teardown();
+		return;
+	}
+	/* Reopen the directory: the fd must be on the new tmpfs. */
+	consolelog_shutdown();
+	consolelog_init();
+	enospc_body();
+	consolelog_shutdown();
+	if (umount2(logdir, MNT_DETACH) == -1)
+		t_fail(__FILE__, __LINE__, "umount: %s", strerror(errno));
+	teardown();
+}
+
+int
+main(void)
+{
+	log_init(1, LOG_LVL_WARN, "test-consolelog");
+	if ((ev_base = event_base_new()) == NULL)
+		abort();
+	T_RUN(test_bytes_exact);
+	T_RUN(test_sync_tick);
+	T_RUN(test_timestamps);
+	T_RUN(test_events);
+	T_RUN(test_rotation);
+	T_RUN(test_rotation_keep0);
+	T_RUN(test_rotation_symlink);
+	T_RUN(test_tail);
+	T_RUN(test_hostile_ids);
+	T_RUN(test_symlink);
+	T_RUN(test_reopen);
+	T_RUN(test_null);
+	T_RUN(test_gap_timestamps);
+	T_RUN(test_enospc);
+	event_base_free(ev_base);
+	return (t_summary());
+}
