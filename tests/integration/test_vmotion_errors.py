@@ -10,6 +10,13 @@ stream) and the vMotion messages BEGIN / PEER / COMPLETE / ABORT. A
 destination connects the capture's stream-1 way: KS-1 + PEER + WILL
 COM-PORT, no DO-PROXY. A telnetc client on the port's client_port types and
 reads. Each test starts its own daemon with short vMotion timers.
+
+Known daemon bugs these tests catch (at the time of writing): the per-vMotion
+log line says "destination none" for completed and aborted-after-PEER-OK
+vMotions; a wrong-secret PEER is counted both on the port and in
+vmotion_bad_peers_unmatched; a PEER accepted for one port bumps bad_peers of
+another port using the same sequence; input held when a fresh DO-PROXY
+connection replaces the source mid-vMotion goes to the replaced connection.
 """
 
 import os
@@ -19,7 +26,6 @@ import select
 import sys
 import threading
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vspctest  # noqa: E402
@@ -1195,6 +1201,59 @@ class E14TwoPorts(VMotionTestCase):
         self.assertEqual(bytes(dA.data), b'A1 ')
         self.assertEqual(bytes(dB2.data), b'')
         self.assertEqual(d.healthz()['vmotions_open'], 0)
+
+    def test_same_sequence_on_both_ports(self):
+        # The cookie, not the sequence, picks the port (R11).
+        d = self.daemon(SLOW)
+        A, B = UUID + '.com1', UUID + '.com2'
+        sA = self.source(d, 'vSPC.py?port=com1')
+        sB = self.source(d, 'vSPC.py?port=com2')
+        d.wait_ports(lambda ps: len(ps) == 2)
+        cA = self.client(d, A)
+        cB = self.client(d, B)
+        kA = self.goahead(sA, SEQ)
+        kB = self.goahead(sB, SEQ)
+        self.assertNotEqual(kA, kB)
+        cA.send(b'for A')
+        cB.send(b'for B')
+        dB = self.dest(d, kB)
+        dA = self.dest(d, kA)
+        dB.complete(SEQ)
+        dA.complete(SEQ)
+        dA.expect_data(b'for A')
+        dB.expect_data(b'for B')
+        self.wait_vmo(d, A, state='idle', completed=1)
+        self.wait_vmo(d, B, state='idle', completed=1)
+        dA.send_data(b'A\r\n')
+        dB.send_data(b'B\r\n')
+        self.assertEqual(cA.read_until(b'\r\n', 3), b'A\r\n')
+        self.assertEqual(cB.read_until(b'\r\n', 3), b'B\r\n')
+        self.assert_vmo(d, A, bad_peers=0)
+        self.assert_vmo(d, B, bad_peers=0)
+        self.assertEqual(self.unmatched(d), 0)
+
+
+class FreshConnection(VMotionTestCase):
+
+    def test_do_proxy_reconnect_during_vmotion(self):
+        d, src, cl = self.setup_port(SLOW)
+        cookie = self.goahead(src, SEQ)
+        cl.send(b'held for new')
+        self.wait_vmo(d, UUID, held_bytes=12)
+        new = self.source(d)              # same UUID and service URI
+        self.wait_vmo(d, UUID, state='idle', abandoned=1, held_bytes=0)
+        src.pump_for(0.2)
+        self.assertEqual(bytes(src.data), b'',
+                         'held input went to the replaced connection')
+        new.expect_data(b'held for new')
+        dst = self.dest(d, cookie, ok=False)
+        dst.assert_no_sb(VMOTION_PEER_OK)
+        cl.send(b'next')
+        new.expect_data(b'next')
+        new.send_data(b'new out\r\n')
+        self.assertEqual(cl.read_until(b'\r\n', 3), b'new out\r\n')
+        src.pump_for(0.1)
+        self.assertEqual(bytes(src.data), b'')
 
 
 class EscapedFF(VMotionTestCase):
