@@ -1203,7 +1203,9 @@ class E14TwoPorts(VMotionTestCase):
         self.assertEqual(d.healthz()['vmotions_open'], 0)
 
     def test_same_sequence_on_both_ports(self):
-        # The cookie, not the sequence, picks the port (R11).
+        # The cookie, not the sequence, picks the port (R11). Records with
+        # equal sequences sit in the daemon's table in address order, so
+        # several rounds with both PEER orders are run.
         d = self.daemon(SLOW)
         A, B = UUID + '.com1', UUID + '.com2'
         sA = self.source(d, 'vSPC.py?port=com1')
@@ -1211,27 +1213,36 @@ class E14TwoPorts(VMotionTestCase):
         d.wait_ports(lambda ps: len(ps) == 2)
         cA = self.client(d, A)
         cB = self.client(d, B)
-        kA = self.goahead(sA, SEQ)
-        kB = self.goahead(sB, SEQ)
-        self.assertNotEqual(kA, kB)
-        cA.send(b'for A')
-        cB.send(b'for B')
-        dB = self.dest(d, kB)
-        dA = self.dest(d, kA)
-        dB.complete(SEQ)
-        dA.complete(SEQ)
-        dA.expect_data(b'for A')
-        dB.expect_data(b'for B')
-        self.wait_vmo(d, A, state='idle', completed=1)
-        self.wait_vmo(d, B, state='idle', completed=1)
-        dA.send_data(b'A\r\n')
-        dB.send_data(b'B\r\n')
-        self.assertEqual(cA.read_until(b'\r\n', 3), b'A\r\n')
-        self.assertEqual(cB.read_until(b'\r\n', 3), b'B\r\n')
-        self.assert_vmo(d, A, bad_peers=0)
-        self.assert_vmo(d, B, bad_peers=0)
-        self.assertEqual(self.unmatched(d), 0)
-
+        for r in range(4):
+            seq = bytes([0x5e, 0x90, r, 0xff])
+            kA = self.goahead(sA, seq)
+            kB = self.goahead(sB, seq)
+            self.assertNotEqual(kA, kB)
+            cA.send(b'for A%d' % r)
+            cB.send(b'for B%d' % r)
+            if r % 2:
+                dA = self.dest(d, kA)
+                dB = self.dest(d, kB)
+            else:
+                dB = self.dest(d, kB)
+                dA = self.dest(d, kA)
+            dB.complete(seq)
+            dA.complete(seq)
+            dA.expect_data(b'for A%d' % r)
+            dB.expect_data(b'for B%d' % r)
+            self.wait_vmo(d, A, state='idle', completed=r + 1)
+            self.wait_vmo(d, B, state='idle', completed=r + 1)
+            dA.send_data(b'A%d\r\n' % r)
+            dB.send_data(b'B%d\r\n' % r)
+            self.assertEqual(cA.read_until(b'\r\n', 3), b'A%d\r\n' % r)
+            self.assertEqual(cB.read_until(b'\r\n', 3), b'B%d\r\n' % r)
+            sA.close()
+            sB.close()
+            sA, sB = dA, dB
+        self.assertEqual((self.vmo(d, A)['bad_peers'],
+                          self.vmo(d, B)['bad_peers'],
+                          self.unmatched(d)), (0, 0, 0),
+                         'accepted PEERs counted as bad')
 
 class FreshConnection(VMotionTestCase):
 
