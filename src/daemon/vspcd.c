@@ -1,7 +1,7 @@
 /*
  * vspcd: virtual serial port concentrator for VMware vSphere.
  *
- * main() parses the command line, opens the listeners, writes
+ * main() builds the configuration (config.c), opens the listeners, writes
  * STATE_DIR/listeners.json once all of them are up, and runs the event loop
  * until SIGTERM or SIGINT, then tears everything down in order.
  */
@@ -10,7 +10,6 @@
 #include <sys/stat.h>
 
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,234 +20,12 @@
 
 #include "vspcd.h"
 
-#define VSPCD_DEFAULT_STATE_DIR	"/var/lib/vspcd"
-
 struct config cfg;
 struct event_base *ev_base;
 
 static struct evconnlistener *vm_listeners[VSPCD_MAX_VM_LISTEN];
 static int vm_ports[VSPCD_MAX_VM_LISTEN];
 static struct evconnlistener *frontdoor;
-
-enum {
-	OPT_STATE_DIR = 256,
-	OPT_VM_LISTEN,
-	OPT_CLIENT_LISTEN,
-	OPT_CLIENT_BIND,
-	OPT_PORT_RANGE,
-	OPT_ADMIN_LISTEN,
-	OPT_SERVICE_URI,
-	OPT_PORT_EXPIRY,
-	OPT_IDENT_TIMEOUT,
-	OPT_CLIENT_QUEUE,
-	OPT_VMOTION_DRAIN,
-	OPT_VMOTION_PEER,
-	OPT_VMOTION_COMPLETE,
-	OPT_VMOTION_SOURCE,
-	OPT_VMOTION_HOLD,
-	OPT_VERSION,
-};
-
-static const struct option longopts[] = {
-	{ "foreground",		no_argument,		NULL, 'd' },
-	{ "verbose",		no_argument,		NULL, 'v' },
-	{ "help",		no_argument,		NULL, 'h' },
-	{ "state-dir",		required_argument,	NULL, OPT_STATE_DIR },
-	{ "vm-listen",		required_argument,	NULL, OPT_VM_LISTEN },
-	{ "client-listen",	required_argument,	NULL, OPT_CLIENT_LISTEN },
-	{ "client-bind",	required_argument,	NULL, OPT_CLIENT_BIND },
-	{ "port-range",		required_argument,	NULL, OPT_PORT_RANGE },
-	{ "admin-listen",	required_argument,	NULL, OPT_ADMIN_LISTEN },
-	{ "service-uri",	required_argument,	NULL, OPT_SERVICE_URI },
-	{ "port-expiry",	required_argument,	NULL, OPT_PORT_EXPIRY },
-	{ "ident-timeout",	required_argument,	NULL, OPT_IDENT_TIMEOUT },
-	{ "client-queue",	required_argument,	NULL, OPT_CLIENT_QUEUE },
-	{ "vmotion-drain-ms",	required_argument,	NULL, OPT_VMOTION_DRAIN },
-	{ "vmotion-peer-timeout", required_argument,	NULL, OPT_VMOTION_PEER },
-	{ "vmotion-complete-timeout", required_argument, NULL,
-	    OPT_VMOTION_COMPLETE },
-	{ "vmotion-source-drain", required_argument,	NULL, OPT_VMOTION_SOURCE },
-	{ "vmotion-hold-max",	required_argument,	NULL, OPT_VMOTION_HOLD },
-	{ "version",		no_argument,		NULL, OPT_VERSION },
-	{ NULL,			0,			NULL, 0 }
-};
-
-/* Print usage and exit. */
-static __dead void
-usage(int status)
-{
-	fprintf(status ? stderr : stdout,
-"usage: vspcd [-d|--foreground] [-v|--verbose] [--state-dir DIR]\n"
-"             [--vm-listen ADDR:PORT]... [--client-listen ADDR:PORT|off]\n"
-"             [--client-bind ADDR] [--port-range LO-HI|0|off]\n"
-"             [--admin-listen ADDR:PORT|off] [--service-uri PREFIX]...\n"
-"             [--port-expiry SECONDS] [--ident-timeout SECONDS]\n"
-"             [--client-queue BYTES] [--vmotion-drain-ms MS]\n"
-"             [--vmotion-peer-timeout S] [--vmotion-complete-timeout S]\n"
-"             [--vmotion-source-drain S] [--vmotion-hold-max BYTES]\n"
-"             [--version] [--help]\n"
-"\n"
-"defaults: --state-dir " VSPCD_DEFAULT_STATE_DIR " --vm-listen 0.0.0.0:13370\n"
-"          --client-listen 127.0.0.1:13371 --client-bind 127.0.0.1\n"
-"          --port-range 50000-50999 --admin-listen 127.0.0.1:13372\n"
-"          --service-uri vSPC.py --port-expiry 86400 --ident-timeout 10\n"
-"          --client-queue 262144 --vmotion-drain-ms 1500\n"
-"          --vmotion-peer-timeout 60 --vmotion-complete-timeout 60\n"
-"          --vmotion-source-drain 10 --vmotion-hold-max 1048576\n");
-	exit(status);
-}
-
-/* Parse a number option or exit. */
-static long long
-number(const char *s, long long lo, long long hi, const char *what)
-{
-	const char *errstr;
-	long long v;
-
-	v = strtonum(s, lo, hi, &errstr);
-	if (errstr != NULL) {
-		fprintf(stderr, "vspcd: %s '%s' is %s\n", what, s, errstr);
-		exit(1);
-	}
-	return (v);
-}
-
-/* Parse --port-range. */
-static void
-parse_port_range(const char *s)
-{
-	char buf[64], *dash;
-
-	if (strcmp(s, "off") == 0) {
-		cfg.port_lo = -1;
-		return;
-	}
-	if (strcmp(s, "0") == 0 || strcmp(s, "0-0") == 0) {
-		cfg.port_lo = cfg.port_hi = 0;
-		return;
-	}
-	strlcpy(buf, s, sizeof buf);
-	if ((dash = strchr(buf, '-')) == NULL) {
-		fprintf(stderr, "vspcd: --port-range wants LO-HI, 0 or off\n");
-		exit(1);
-	}
-	*dash++ = '\0';
-	cfg.port_lo = (int)number(buf, 1, 65535, "port range start");
-	cfg.port_hi = (int)number(dash, cfg.port_lo, 65535, "port range end");
-}
-
-/* Fill cfg from defaults and the command line. */
-static void
-parse_args(int argc, char **argv)
-{
-	int ch;
-
-	cfg.state_dir = VSPCD_DEFAULT_STATE_DIR;
-	cfg.client_listen = "127.0.0.1:13371";
-	cfg.client_bind = "127.0.0.1";
-	cfg.port_lo = 50000;
-	cfg.port_hi = 50999;
-	cfg.admin_listen = "127.0.0.1:13372";
-	cfg.port_expiry = 86400;
-	cfg.ident_timeout = 10;
-	cfg.client_queue = 256 * 1024;
-	cfg.vm_queue = 64 * 1024;
-	cfg.prebind_max = 16 * 1024;
-	cfg.sb_max = TELNET_SB_MAX;
-	cfg.vmotion_drain_ms = 1500;
-	cfg.vmotion_peer_timeout = 60;
-	cfg.vmotion_complete_timeout = 60;
-	cfg.vmotion_source_drain = 10;
-	cfg.vmotion_hold_max = 1024 * 1024;
-
-	while ((ch = getopt_long(argc, argv, "dvh", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'd':
-			cfg.foreground = 1;
-			break;
-		case 'v':
-			cfg.verbose++;
-			break;
-		case 'h':
-			usage(0);
-		case OPT_STATE_DIR:
-			cfg.state_dir = optarg;
-			break;
-		case OPT_VM_LISTEN:
-			if (cfg.n_vm_listen == VSPCD_MAX_VM_LISTEN) {
-				fprintf(stderr, "vspcd: too many --vm-listen\n");
-				exit(1);
-			}
-			cfg.vm_listen[cfg.n_vm_listen++] = optarg;
-			break;
-		case OPT_CLIENT_LISTEN:
-			cfg.client_listen = strcmp(optarg, "off") == 0 ?
-			    NULL : optarg;
-			break;
-		case OPT_CLIENT_BIND:
-			cfg.client_bind = optarg;
-			break;
-		case OPT_PORT_RANGE:
-			parse_port_range(optarg);
-			break;
-		case OPT_ADMIN_LISTEN:
-			cfg.admin_listen = strcmp(optarg, "off") == 0 ?
-			    NULL : optarg;
-			break;
-		case OPT_SERVICE_URI:
-			if (cfg.n_service_uri == VSPCD_MAX_URIS) {
-				fprintf(stderr, "vspcd: too many "
-				    "--service-uri\n");
-				exit(1);
-			}
-			cfg.service_uri[cfg.n_service_uri++] = optarg;
-			break;
-		case OPT_PORT_EXPIRY:
-			cfg.port_expiry = (int)number(optarg, 1, 86400 * 3650,
-			    "--port-expiry");
-			break;
-		case OPT_IDENT_TIMEOUT:
-			cfg.ident_timeout = (int)number(optarg, 1, 3600,
-			    "--ident-timeout");
-			break;
-		case OPT_CLIENT_QUEUE:
-			cfg.client_queue = (size_t)number(optarg, 4096,
-			    1LL << 30, "--client-queue");
-			break;
-		case OPT_VMOTION_DRAIN:
-			cfg.vmotion_drain_ms = (int)number(optarg, 1, 600000,
-			    "--vmotion-drain-ms");
-			break;
-		case OPT_VMOTION_PEER:
-			cfg.vmotion_peer_timeout = (int)number(optarg, 1, 86400,
-			    "--vmotion-peer-timeout");
-			break;
-		case OPT_VMOTION_COMPLETE:
-			cfg.vmotion_complete_timeout = (int)number(optarg, 1,
-			    86400, "--vmotion-complete-timeout");
-			break;
-		case OPT_VMOTION_SOURCE:
-			cfg.vmotion_source_drain = (int)number(optarg, 1, 3600,
-			    "--vmotion-source-drain");
-			break;
-		case OPT_VMOTION_HOLD:
-			cfg.vmotion_hold_max = (size_t)number(optarg, 4096,
-			    1LL << 30, "--vmotion-hold-max");
-			break;
-		case OPT_VERSION:
-			printf("vspcd %s\n", VSPC_VERSION);
-			exit(0);
-		default:
-			usage(1);
-		}
-	}
-	if (optind != argc)
-		usage(1);
-	if (cfg.n_vm_listen == 0)
-		cfg.vm_listen[cfg.n_vm_listen++] = "0.0.0.0:13370";
-	if (cfg.n_service_uri == 0)
-		cfg.service_uri[cfg.n_service_uri++] = "vSPC.py";
-}
 
 /* SIGTERM/SIGINT: leave the loop. */
 static void
@@ -309,7 +86,12 @@ main(int argc, char **argv)
 	struct event *sigterm, *sigint;
 	int i, client_port = 0, admin_port = 0;
 
-	parse_args(argc, argv);
+	if (config_build(&cfg, argc, argv, stderr) != 0)
+		exit(1);
+	if (cfg.check_only) {
+		printf("configuration OK\n");
+		exit(0);
+	}
 	log_init(cfg.foreground, cfg.verbose > 0 ? LOG_LVL_DEBUG :
 	    LOG_LVL_INFO, "vspcd");
 	signal(SIGPIPE, SIG_IGN);
@@ -360,5 +142,6 @@ main(int argc, char **argv)
 	event_free(sigint);
 	event_base_free(ev_base);
 	log_info("exited cleanly");
+	config_free(&cfg);
 	return (0);
 }

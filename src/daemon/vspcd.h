@@ -48,15 +48,15 @@
 struct config {
 	int		 foreground;
 	int		 verbose;
-	const char	*state_dir;
-	const char	*vm_listen[VSPCD_MAX_VM_LISTEN];
+	char		*state_dir;
+	char		*vm_listen[VSPCD_MAX_VM_LISTEN];
 	int		 n_vm_listen;
-	const char	*client_listen;		/* NULL: off */
-	const char	*client_bind;
+	char		*client_listen;		/* NULL: off */
+	char		*client_bind;
 	int		 port_lo;		/* -1: per-port listeners off */
 	int		 port_hi;		/* 0-0: ephemeral */
-	const char	*admin_listen;		/* NULL: off */
-	const char	*service_uri[VSPCD_MAX_URIS];
+	char		*admin_listen;		/* NULL: off */
+	char		*service_uri[VSPCD_MAX_URIS];
 	int		 n_service_uri;
 	int		 port_expiry;		/* seconds */
 	int		 ident_timeout;		/* seconds */
