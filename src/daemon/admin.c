@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
 #include "vspcd.h"
@@ -132,10 +133,129 @@ admin_healthz_cb(struct evhttp_request *req, void *arg)
 	    (json_int_t)vmotion_bad_peers_unknown));
 }
 
-/* Anything else. */
+/* Reply with raw log bytes. */
 static void
-admin_notfound_cb(struct evhttp_request *req, void *arg)
+admin_log_reply(struct evhttp_request *req, struct port *p, size_t tail)
 {
+	struct evbuffer *b;
+
+	b = evbuffer_new();
+	if (consolelog_tail(p->id, tail, b) == -1 && p->replay != NULL) {
+		/* No log file (logging off): the replay ring is what we have. */
+		size_t have = evbuffer_get_length(p->replay);
+		struct evbuffer_ptr pos;
+
+		evbuffer_ptr_set(p->replay, &pos, have > tail ? have - tail : 0,
+		    EVBUFFER_PTR_SET);
+		while (pos.pos < (ssize_t)have) {
+			struct evbuffer_iovec v;
+
+			if (evbuffer_peek(p->replay, -1, &pos, &v, 1) < 1)
+				break;
+			evbuffer_add(b, v.iov_base, v.iov_len);
+			evbuffer_ptr_set(p->replay, &pos, v.iov_len,
+			    EVBUFFER_PTR_ADD);
+		}
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "application/octet-stream");
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "X-Vspc-Port", p->id);
+	evhttp_send_reply(req, 200, "OK", b);
+	evbuffer_free(b);
+}
+
+/* Find one port by id, UUID or name; replies with an error if not unique. */
+static struct port *
+admin_find_port(struct evhttp_request *req, const char *key)
+{
+	struct port *m[16];
+	json_t *ids;
+	int n, i;
+
+	n = port_lookup(key, m, nitems(m));
+	if (n == 1)
+		return (m[0]);
+	if (n == 0) {
+		admin_error(req, 404, "Not Found", "no such console");
+		return (NULL);
+	}
+	ids = json_array();
+	for (i = 0; i < n && i < (int)nitems(m); i++)
+		json_array_append_new(ids, admin_string(m[i]->id));
+	admin_reply(req, 409, "Conflict", json_pack("{s:s,s:o}", "error",
+	    "ambiguous console name", "matches", ids));
+	return (NULL);
+}
+
+/* Parse ?tail_bytes=N (default 64 KiB, at most 16 MiB). */
+static size_t
+admin_tail_bytes(const struct evhttp_uri *uri)
+{
+	struct evkeyvalq q;
+	const char *v, *errstr;
+	size_t n = 65536;
+
+	TAILQ_INIT(&q);
+	if (evhttp_uri_get_query(uri) != NULL &&
+	    evhttp_parse_query_str(evhttp_uri_get_query(uri), &q) == 0 &&
+	    (v = evhttp_find_header(&q, "tail_bytes")) != NULL) {
+		n = (size_t)strtonum(v, 0, 16 * 1024 * 1024, &errstr);
+		if (errstr != NULL)
+			n = 65536;
+	}
+	evhttp_clear_headers(&q);
+	return (n);
+}
+
+/*
+ * Routes with a parameter in the path:
+ *   GET /api/v1/ports/{id|uuid|name}          one port
+ *   GET /api/v1/ports/{id|uuid|name}/log      its console log (tail)
+ *   GET /console_log/{uuid}                   OpenStack Nova serial_log_uri
+ */
+static void
+admin_gen_cb(struct evhttp_request *req, void *arg)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = evhttp_uri_get_path(uri);
+	char *dec = NULL, *key, *slash;
+	struct port *p;
+	bool log = false;
+
+	if (path == NULL)
+		goto notfound;
+	if (strncmp(path, "/api/v1/ports/", 14) == 0) {
+		dec = evhttp_uridecode(path + 14, 0, NULL);
+		if (dec == NULL)
+			goto notfound;
+		key = dec;
+		if ((slash = strrchr(key, '/')) != NULL) {
+			if (strcmp(slash, "/log") != 0)
+				goto notfound;
+			*slash = '\0';
+			log = true;
+		}
+	} else if (strncmp(path, "/console_log/", 13) == 0) {
+		dec = evhttp_uridecode(path + 13, 0, NULL);
+		if (dec == NULL)
+			goto notfound;
+		key = dec;
+		log = true;
+	} else
+		goto notfound;
+	if (key[0] == '\0' || strchr(key, '/') != NULL)
+		goto notfound;
+	if ((p = admin_find_port(req, key)) != NULL) {
+		if (log)
+			admin_log_reply(req, p, admin_tail_bytes(uri));
+		else
+			admin_reply(req, 200, "OK", admin_port_json(p));
+	}
+	free(dec);
+	return;
+notfound:
+	free(dec);
 	admin_error(req, 404, "Not Found", "no such endpoint");
 }
 
@@ -161,7 +281,7 @@ admin_start(const char *spec, int *bound_port)
 	evhttp_set_timeout(admin_http, 30);
 	evhttp_set_cb(admin_http, "/api/v1/ports", admin_ports_cb, NULL);
 	evhttp_set_cb(admin_http, "/healthz", admin_healthz_cb, NULL);
-	evhttp_set_gencb(admin_http, admin_notfound_cb, NULL);
+	evhttp_set_gencb(admin_http, admin_gen_cb, NULL);
 	hs = evhttp_bind_socket_with_handle(admin_http, host, (uint16_t)port);
 	if (hs == NULL) {
 		log_warn("admin listener: cannot listen on %s", spec);

@@ -56,6 +56,7 @@ client_write_console(struct client *c, const uint8_t *data, size_t len)
 			    c->addr);
 		c->skipping = true;
 		c->skipped += len;
+		c->gap += len;
 		return;
 	}
 	evbuffer_add(out, data, len);
@@ -305,11 +306,12 @@ client_write_cb(struct bufferevent *bev, void *arg)
 		return;
 	snprintf(msg, sizeof msg,
 	    "\r\n[vspcd: %llu bytes skipped, client too slow]\r\n",
-	    (unsigned long long)c->skipped);
+	    (unsigned long long)c->gap);
 	c->skipping = false;
 	client_puts(c, msg);
 	log_info("client %s: caught up after skipping %llu bytes", c->addr,
-	    (unsigned long long)c->skipped);
+	    (unsigned long long)c->gap);
+	c->gap = 0;
 }
 
 /* EOF or error on a client. */

@@ -35,8 +35,147 @@ RB_GENERATE_STATIC(port_ids, port, id_entry, port_id_cmp)
 static TAILQ_HEAD(, port) all_ports = TAILQ_HEAD_INITIALIZER(all_ports);
 static u_int n_ports;
 
-/* Per-port listener numbers in use, for the configured range. */
+/*
+ * Per-port listener numbers of the configured range: PR_FREE, PR_LISTEN
+ * (a live port's listener) or PR_RESERVED (remembered from the state db
+ * for a port that has not come back yet; never given to another port).
+ */
+#define PR_FREE		0
+#define PR_LISTEN	1
+#define PR_RESERVED	2
 static uint8_t *port_range_used;
+
+/*
+ * Ports remembered in the state db: id and client port by key, so a port
+ * that reappears (after a restart or an expiry) gets them back.
+ */
+struct port_resv {
+	RB_ENTRY(port_resv)	 key_entry;
+	RB_ENTRY(port_resv)	 id_entry;
+	char			 uuid[33];
+	char			*uri;
+	char			*id;
+	int			 client_port;
+};
+
+static int
+port_resv_key_cmp(struct port_resv *a, struct port_resv *b)
+{
+	int r;
+
+	if ((r = strcmp(a->uuid, b->uuid)) != 0)
+		return (r);
+	return (strcmp(a->uri, b->uri));
+}
+
+static int
+port_resv_id_cmp(struct port_resv *a, struct port_resv *b)
+{
+	return (strcmp(a->id, b->id));
+}
+
+RB_HEAD(resv_keys, port_resv) resv_keys = RB_INITIALIZER(&resv_keys);
+RB_GENERATE_STATIC(resv_keys, port_resv, key_entry, port_resv_key_cmp)
+RB_HEAD(resv_ids, port_resv) resv_ids = RB_INITIALIZER(&resv_ids);
+RB_GENERATE_STATIC(resv_ids, port_resv, id_entry, port_resv_id_cmp)
+
+/* Find the remembered entry for a key. */
+static struct port_resv *
+port_resv_find(const char *uuid, const char *uri)
+{
+	struct port_resv find;
+
+	strlcpy(find.uuid, uuid, sizeof find.uuid);
+	find.uri = (char *)(uintptr_t)uri;
+	return (RB_FIND(resv_keys, &resv_keys, &find));
+}
+
+/* True if id is remembered for a key other than (uuid, uri). */
+static bool
+port_resv_id_taken(const char *id, const char *uuid, const char *uri)
+{
+	struct port_resv find, *r;
+
+	find.id = (char *)(uintptr_t)id;
+	r = RB_FIND(resv_ids, &resv_ids, &find);
+	return (r != NULL && (strcmp(r->uuid, uuid) != 0 ||
+	    strcmp(r->uri, uri) != 0));
+}
+
+/* Remember (or update) a key's id and client port. */
+static void
+port_resv_set(const char *uuid, const char *uri, const char *id,
+    int client_port)
+{
+	struct port_resv *r;
+
+	if ((r = port_resv_find(uuid, uri)) == NULL) {
+		r = xcalloc(1, sizeof *r);
+		strlcpy(r->uuid, uuid, sizeof r->uuid);
+		r->uri = xstrdup(uri);
+		r->id = xstrdup(id);
+		RB_INSERT(resv_keys, &resv_keys, r);
+		RB_INSERT(resv_ids, &resv_ids, r);
+	}
+	r->client_port = client_port;
+}
+
+/* Load one remembered port from the state db. */
+static void
+port_state_load_cb(const struct db_port *dp, void *arg)
+{
+	struct port_resv find;
+	int i;
+
+	find.id = dp->id;
+	if (RB_FIND(resv_ids, &resv_ids, &find) != NULL)
+		return;
+	port_resv_set(dp->uuid, dp->uri, dp->id, dp->client_port);
+	if (cfg.port_lo > 0 && dp->client_port >= cfg.port_lo &&
+	    dp->client_port <= cfg.port_hi) {
+		i = dp->client_port - cfg.port_lo;
+		port_range_used[i] = PR_RESERVED;
+	}
+	(*(u_int *)arg)++;
+}
+
+/*
+ * Read the ports remembered in the state db (not expired), so that each
+ * gets its id and client port back when it reappears, and no other port is
+ * given that client port meanwhile.
+ */
+void
+port_state_load(void)
+{
+	time_t cutoff;
+	u_int n = 0;
+
+	if (cfg.port_lo > 0 && port_range_used == NULL)
+		port_range_used = xcalloc((size_t)(cfg.port_hi -
+		    cfg.port_lo + 1), 1);
+	cutoff = time(NULL) - (time_t)cfg.state_expiry_days * 86400;
+	if (db_expire(cutoff) > 0)
+		log_info("state: forgot ports not seen for %d days",
+		    cfg.state_expiry_days);
+	if (db_ports_load(cutoff, port_state_load_cb, &n) >= 0)
+		log_info("state: %u ports remembered", n);
+}
+
+/* Save a port's identity and client port in the state db. */
+static void
+port_state_save(struct port *p)
+{
+	struct db_port dp;
+
+	memset(&dp, 0, sizeof dp);
+	strlcpy(dp.uuid, p->uuid, sizeof dp.uuid);
+	dp.uri = p->uri;
+	dp.id = p->id;
+	dp.name = p->name;
+	dp.client_port = p->client_port;
+	dp.last_seen = time(NULL);
+	(void)db_port_save(&dp);
+}
 
 /* Order ports by key. */
 static int
@@ -138,20 +277,36 @@ port_check_expiry(struct port *p)
 		evtimer_del(p->expiry_ev);
 }
 
-/* Give the port its own telnet listener from the configured range. */
-static void
-port_open_listener(struct port *p)
+/* Try to listen on one client port for p. */
+static bool
+port_try_listen(struct port *p, int port)
 {
-	int n, i, bound;
+	int bound;
+
+	p->listener = listener_open_addr(cfg.client_bind, port,
+	    client_accept_port_cb, p, &bound);
+	if (p->listener == NULL)
+		return (false);
+	p->client_port = bound;
+	return (true);
+}
+
+/*
+ * Give the port its own telnet listener: the one it had before if it is
+ * remembered, else the lowest free port of the range that no remembered
+ * port holds (or a kernel-chosen one when the range is 0).
+ */
+static void
+port_open_listener(struct port *p, int preferred)
+{
+	int n, i;
 
 	if (cfg.port_lo < 0)
 		return;
 	if (cfg.port_lo == 0) {
-		p->listener = listener_open_addr(cfg.client_bind, 0,
-		    client_accept_port_cb, p, &bound);
-		if (p->listener != NULL)
-			p->client_port = bound;
-		else
+		if (preferred > 0 && port_try_listen(p, preferred))
+			return;
+		if (!port_try_listen(p, 0))
 			log_warn("port %s: cannot open a client listener",
 			    p->id);
 		return;
@@ -159,20 +314,26 @@ port_open_listener(struct port *p)
 	n = cfg.port_hi - cfg.port_lo + 1;
 	if (port_range_used == NULL)
 		port_range_used = xcalloc((size_t)n, 1);
+	if (preferred >= cfg.port_lo && preferred <= cfg.port_hi &&
+	    port_range_used[preferred - cfg.port_lo] != PR_LISTEN) {
+		if (port_try_listen(p, preferred)) {
+			port_range_used[preferred - cfg.port_lo] = PR_LISTEN;
+			return;
+		}
+		log_warn("port %s: cannot get its client port %d back",
+		    p->id, preferred);
+	}
 	for (i = 0; i < n; i++) {
-		if (port_range_used[i])
+		if (port_range_used[i] != PR_FREE)
 			continue;
-		p->listener = listener_open_addr(cfg.client_bind,
-		    cfg.port_lo + i, client_accept_port_cb, p, &bound);
-		if (p->listener == NULL) {
+		if (!port_try_listen(p, cfg.port_lo + i)) {
 			if (errno == EADDRINUSE)
 				continue;
 			log_warn("port %s: cannot listen on %s:%d", p->id,
 			    cfg.client_bind, cfg.port_lo + i);
 			return;
 		}
-		port_range_used[i] = 1;
-		p->client_port = bound;
+		port_range_used[i] = PR_LISTEN;
 		return;
 	}
 	log_warnx("port %s: no free client port in %d-%d", p->id,
@@ -181,22 +342,22 @@ port_open_listener(struct port *p)
 
 /* Build a unique id for a new port. */
 static char *
-port_make_id(const char *uuid, const char *label)
+port_make_id(const char *uuid, const char *uri, const char *label)
 {
-	char buf[128];
+	char buf[128], alt[160];
 	int n;
 
 	if (label[0] == '\0')
 		snprintf(buf, sizeof buf, "%s", uuid);
 	else
 		snprintf(buf, sizeof buf, "%s.%s", uuid, label);
-	if (port_find_id(buf) == NULL)
+	if (port_find_id(buf) == NULL &&
+	    !port_resv_id_taken(buf, uuid, uri))
 		return (xstrdup(buf));
 	for (n = 2;; n++) {
-		char alt[160];
-
 		snprintf(alt, sizeof alt, "%s~%d", buf, n);
-		if (port_find_id(alt) == NULL)
+		if (port_find_id(alt) == NULL &&
+		    !port_resv_id_taken(alt, uuid, uri))
 			return (xstrdup(alt));
 	}
 }
@@ -224,6 +385,8 @@ struct port *
 port_create(const char *uuid, const char *uri, uint8_t dir)
 {
 	struct port *p;
+	struct port_resv *resv;
+	size_t i;
 
 	p = xcalloc(1, sizeof *p);
 	strlcpy(p->uuid, uuid, sizeof p->uuid);
@@ -233,7 +396,16 @@ port_create(const char *uuid, const char *uri, uint8_t dir)
 	if (vmwext_uri_label((const uint8_t *)uri, strlen(uri), p->label,
 	    sizeof p->label) == 0 && !port_uri_is_bare(uri))
 		port_label_from_uri(uri, p->label, sizeof p->label);
-	p->id = port_make_id(uuid, p->label);
+	/* Labels end up in file names: no leading dot, no "..". */
+	for (i = 0; p->label[i] != '\0'; i++) {
+		if (p->label[i] == '.' && (i == 0 || p->label[i - 1] == '.'))
+			p->label[i] = '_';
+	}
+	resv = port_resv_find(uuid, uri);
+	if (resv != NULL && port_find_id(resv->id) == NULL)
+		p->id = xstrdup(resv->id);
+	else
+		p->id = port_make_id(uuid, uri, p->label);
 	TAILQ_INIT(&p->clients);
 	p->hold = evbuffer_new();
 	p->expiry_ev = evtimer_new(ev_base, port_expiry_timer, p);
@@ -242,9 +414,13 @@ port_create(const char *uuid, const char *uri, uint8_t dir)
 	RB_INSERT(port_ids, &port_ids, p);
 	TAILQ_INSERT_TAIL(&all_ports, p, entry);
 	n_ports++;
-	port_open_listener(p);
-	log_info("port %s: new (uri '%s', client port %d)", p->id,
-	    log_escape(uri, strlen(uri)), p->client_port);
+	port_open_listener(p, resv != NULL ? resv->client_port : 0);
+	p->log = consolelog_open(p->id);
+	port_resv_set(uuid, uri, p->id, p->client_port);
+	port_state_save(p);
+	log_info("port %s: %s (uri '%s', client port %d)", p->id,
+	    resv != NULL ? "back" : "new", log_escape(uri, strlen(uri)),
+	    p->client_port);
 	return (p);
 }
 
@@ -256,6 +432,7 @@ port_set_name(struct port *p, const char *name)
 		return;
 	free(p->name);
 	p->name = xstrdup(name);
+	port_state_save(p);
 }
 
 /*
@@ -308,6 +485,8 @@ port_bind_vm(struct port *p, struct vm_session *vs)
 	p->vm = vs;
 	vs->port = p;
 	p->last_seen = time(NULL);
+	(void)db_port_touch(p->uuid, p->uri, p->last_seen);
+	consolelog_event(p->log, "vm-connect", vs->addr);
 	port_check_expiry(p);
 	/* Input held from an abandoned vMotion goes to the new connection. */
 	if (p->vmotion == NULL)
@@ -336,6 +515,8 @@ port_unbind_vm(struct port *p, struct vm_session *vs)
 		return;
 	p->vm = NULL;
 	p->last_seen = time(NULL);
+	(void)db_port_touch(p->uuid, p->uri, p->last_seen);
+	consolelog_event(p->log, "vm-disconnect", vs->addr);
 	/* Nothing will drain: let clients type (input is discarded). */
 	port_vm_writable(p);
 	port_check_expiry(p);
@@ -398,6 +579,7 @@ port_output(struct port *p, const uint8_t *data, size_t len)
 	size_t elen;
 
 	p->bytes_from_vm += len;
+	consolelog_write(p->log, data, len);
 	port_replay_add(p, data, len);
 	if (TAILQ_EMPTY(&p->clients))
 		return;
@@ -477,6 +659,7 @@ port_attach(struct port *p, struct client *c, bool replay)
 	if (p->clients_paused)
 		client_pause(c, true);
 	port_check_expiry(p);
+	consolelog_event(p->log, "client-attach", c->addr);
 	log_info("port %s: client %s attached (%u clients)", p->id, c->addr,
 	    p->nclients);
 }
@@ -490,6 +673,7 @@ port_detach(struct port *p, struct client *c)
 	c->port = NULL;
 	p->client_bytes_dropped += c->skipped;
 	port_check_expiry(p);
+	consolelog_event(p->log, "client-detach", c->addr);
 	log_info("port %s: client %s detached (%u clients)", p->id, c->addr,
 	    p->nclients);
 }
@@ -515,10 +699,15 @@ port_free(struct port *p)
 	}
 	if (p->listener != NULL) {
 		evconnlistener_free(p->listener);
-		if (port_range_used != NULL && cfg.port_lo > 0)
-			port_range_used[p->client_port - cfg.port_lo] = 0;
+		/* Still remembered in the db: keep the number for it. */
+		if (port_range_used != NULL && cfg.port_lo > 0 &&
+		    p->client_port >= cfg.port_lo &&
+		    p->client_port <= cfg.port_hi)
+			port_range_used[p->client_port - cfg.port_lo] =
+			    PR_RESERVED;
 	}
 	event_free(p->expiry_ev);
+	consolelog_close(p->log);
 	evbuffer_free(p->hold);
 	if (p->replay != NULL)
 		evbuffer_free(p->replay);
@@ -537,9 +726,17 @@ void
 port_free_all(void)
 {
 	struct port *p;
+	struct port_resv *r;
 
 	while ((p = TAILQ_FIRST(&all_ports)) != NULL)
 		port_free(p);
 	free(port_range_used);
 	port_range_used = NULL;
+	while ((r = RB_ROOT(&resv_keys)) != NULL) {
+		RB_REMOVE(resv_keys, &resv_keys, r);
+		RB_REMOVE(resv_ids, &resv_ids, r);
+		free(r->uri);
+		free(r->id);
+		free(r);
+	}
 }

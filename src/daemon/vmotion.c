@@ -124,11 +124,14 @@ static void
 vmotion_end(struct vmotion *vm, const char *outcome, struct vm_session *to)
 {
 	struct port *p = vm->port;
+	char detail[512];
 
-	log_info("port %s: vMotion seq %s %s after %.3f s (source %s, "
-	    "destination %s)", p->id, vmotion_seq_hex(vm), outcome,
+	snprintf(detail, sizeof detail, "seq %s %s after %.3f s (source %s, "
+	    "destination %s)", vmotion_seq_hex(vm), outcome,
 	    vmotion_elapsed(vm), vm->src != NULL ? vm->src->addr : "gone",
 	    vm->dst != NULL ? vm->dst->addr : "none");
+	log_info("port %s: vMotion %s", p->id, detail);
+	consolelog_event(p->log, "vmotion", detail);
 	vmotion_unpublish(vm);
 	if (vm->src != NULL)
 		bufferevent_setwatermark(vm->src->bev, EV_WRITE,
@@ -154,10 +157,7 @@ vmotion_abandon(struct vmotion *vm, const char *why)
 
 	p->vmotion_abandoned++;
 	snprintf(outcome, sizeof outcome, "abandoned (%s)", why);
-	vm->dst = NULL;
-	if (dst != NULL)
-		dst->peer_of = NULL;
-	vmotion_end(vm, outcome, vm->src);
+	vmotion_end(vm, outcome, vm->src);	/* clears dst->peer_of */
 	if (dst != NULL)
 		vm_close(dst, "vMotion abandoned");
 }
@@ -287,14 +287,15 @@ vmotion_peer(struct vm_session *vs, const uint8_t *cookie, size_t len)
 	struct vmotion find, *vm, *match = NULL;
 	size_t seqlen;
 	u_int candidates = 0;
+	bool usable;
 
-	if (vs->port != NULL || vs->peer_of != NULL || vs->peer_rejected) {
-		log_warnx("vm %s: VMOTION-PEER on a connection that is "
-		    "already bound or peered; ignored", vs->addr);
-		vs->peer_rejected = true;
-		vmotion_bad_peers_unknown++;
-		return;
-	}
+	/*
+	 * A connection gets one chance: after a bad PEER, or once bound or
+	 * peered, nothing it sends can match (but is still counted against
+	 * the port whose sequence it names).
+	 */
+	usable = vs->port == NULL && vs->peer_of == NULL &&
+	    !vs->peer_rejected && vs->late_port == NULL;
 	if (len > VMOTION_SECRET_LEN && len - VMOTION_SECRET_LEN <=
 	    VMWEXT_COOKIE_MAX) {
 		seqlen = len - VMOTION_SECRET_LEN;
@@ -306,7 +307,8 @@ vmotion_peer(struct vm_session *vs, const uint8_t *cookie, size_t len)
 		    memcmp(vm->seq, cookie, seqlen) == 0;
 		    vm = RB_NEXT(vmotion_tree, &vmotion_tree, vm)) {
 			candidates++;
-			if (match == NULL && vmotion_secret_eq(vm->secret,
+			if (usable && match == NULL &&
+			    vmotion_secret_eq(vm->secret,
 			    cookie + seqlen, VMOTION_SECRET_LEN))
 				match = vm;
 		}
@@ -325,7 +327,8 @@ vmotion_peer(struct vm_session *vs, const uint8_t *cookie, size_t len)
 				vm->port->vmotion_bad_peers++;
 		}
 		log_warnx("vm %s: VMOTION-PEER with an unknown, used or "
-		    "expired secret (%zu bytes); rejected", vs->addr, len);
+		    "expired secret (%zu bytes)%s; rejected", vs->addr, len,
+		    usable ? "" : " on a used connection");
 		return;
 	}
 	vm = match;
@@ -405,9 +408,6 @@ vmotion_abort(struct vm_session *vs)
 	}
 	p->vmotion_aborted++;
 	dst = vm->dst;
-	vm->dst = NULL;
-	if (dst != NULL)
-		dst->peer_of = NULL;
 	vmotion_end(vm, "aborted by the source", vs);	/* R9 */
 	if (dst != NULL)
 		vm_close(dst, "vMotion aborted");

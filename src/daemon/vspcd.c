@@ -26,6 +26,11 @@ struct event_base *ev_base;
 static struct evconnlistener *vm_listeners[VSPCD_MAX_VM_LISTEN];
 static int vm_ports[VSPCD_MAX_VM_LISTEN];
 static struct evconnlistener *frontdoor;
+static int frontdoor_port, admin_port;
+static int saved_argc;
+static char **saved_argv;
+
+static void	reload(void);
 
 /* SIGTERM/SIGINT: leave the loop. */
 static void
@@ -33,6 +38,14 @@ signal_exit_cb(evutil_socket_t sig, short events, void *arg)
 {
 	log_info("signal %d: shutting down", (int)sig);
 	event_base_loopexit(ev_base, NULL);
+}
+
+/* SIGHUP: re-read the configuration and reopen the console logs. */
+static void
+signal_hup_cb(evutil_socket_t sig, short events, void *arg)
+{
+	log_info("SIGHUP: reloading");
+	reload();
 }
 
 /* Raise the open-file limit to the hard maximum. */
@@ -50,7 +63,7 @@ raise_nofile(void)
 
 /* Write listeners.json once every listener is up. */
 static void
-write_listeners(int client_port, int admin_port)
+write_listeners(void)
 {
 	char buf[1024];
 	size_t o;
@@ -66,7 +79,7 @@ write_listeners(int client_port, int admin_port)
 	if (o < sizeof buf)
 		o += (size_t)(cfg.client_listen != NULL ?
 		    snprintf(buf + o, sizeof buf - o, "\"client\": %d, ",
-		    client_port) :
+		    frontdoor_port) :
 		    snprintf(buf + o, sizeof buf - o, "\"client\": null, "));
 	if (o < sizeof buf)
 		o += (size_t)(cfg.admin_listen != NULL ?
@@ -80,16 +93,179 @@ write_listeners(int client_port, int admin_port)
 		fatal("%s/listeners.json", cfg.state_dir);
 }
 
+/* True if two optional strings are equal. */
+static bool
+str_eq(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return (a == b);
+	return (strcmp(a, b) == 0);
+}
+
+/*
+ * Open the listeners of ncfg, reusing those of cfg whose address did not
+ * change. All or nothing: on any failure the new ones are closed again and
+ * -1 is returned with cfg's listeners untouched.
+ */
+static int
+listeners_apply(struct config *ncfg, bool initial)
+{
+	struct evconnlistener *nvm[VSPCD_MAX_VM_LISTEN];
+	int nport[VSPCD_MAX_VM_LISTEN], i, j, fd_port = frontdoor_port;
+	bool reused[VSPCD_MAX_VM_LISTEN], fresh[VSPCD_MAX_VM_LISTEN];
+	struct evconnlistener *nfd = frontdoor;
+	bool fd_fresh = false;
+
+	memset(reused, 0, sizeof reused);
+	for (i = 0; i < ncfg->n_vm_listen; i++) {
+		nvm[i] = NULL;
+		fresh[i] = false;
+		for (j = 0; !initial && j < cfg.n_vm_listen; j++) {
+			if (!reused[j] && vm_listeners[j] != NULL &&
+			    strcmp(cfg.vm_listen[j], ncfg->vm_listen[i]) == 0) {
+				reused[j] = true;
+				nvm[i] = vm_listeners[j];
+				nport[i] = vm_ports[j];
+				break;
+			}
+		}
+		if (nvm[i] != NULL)
+			continue;
+		nvm[i] = listener_open(ncfg->vm_listen[i], "vm", vm_accept_cb,
+		    NULL, &nport[i]);
+		if (nvm[i] == NULL)
+			goto fail;
+		fresh[i] = true;
+	}
+	if (initial || !str_eq(cfg.client_listen, ncfg->client_listen)) {
+		nfd = NULL;
+		fd_port = 0;
+		if (ncfg->client_listen != NULL) {
+			nfd = listener_open(ncfg->client_listen, "front door",
+			    client_accept_frontdoor_cb, NULL, &fd_port);
+			if (nfd == NULL)
+				goto fail;
+			fd_fresh = true;
+		}
+	}
+	/* Commit: close what is no longer wanted. */
+	for (j = 0; !initial && j < cfg.n_vm_listen; j++) {
+		if (!reused[j] && vm_listeners[j] != NULL) {
+			log_info("vm listener on %s closed", cfg.vm_listen[j]);
+			evconnlistener_free(vm_listeners[j]);
+		}
+	}
+	for (i = 0; i < VSPCD_MAX_VM_LISTEN; i++) {
+		vm_listeners[i] = i < ncfg->n_vm_listen ? nvm[i] : NULL;
+		vm_ports[i] = i < ncfg->n_vm_listen ? nport[i] : 0;
+	}
+	if (nfd != frontdoor && frontdoor != NULL)
+		evconnlistener_free(frontdoor);
+	frontdoor = nfd;
+	frontdoor_port = fd_port;
+	return (0);
+fail:
+	for (i = 0; i < ncfg->n_vm_listen; i++) {
+		if (fresh[i] && nvm[i] != NULL)
+			evconnlistener_free(nvm[i]);
+	}
+	if (fd_fresh && nfd != NULL)
+		evconnlistener_free(nfd);
+	return (-1);
+}
+
+/* Free a config's strings and struct, keeping cfg's. */
+static void
+config_swap(struct config *ncfg)
+{
+	struct config old = cfg;
+
+	cfg = *ncfg;
+	config_free(&old);
+	memset(ncfg, 0, sizeof *ncfg);
+}
+
+/*
+ * SIGHUP: build a whole new configuration from the file and the original
+ * flags; if it has errors, report them and keep the old one whole. Else
+ * apply what changed: listeners (all or nothing), limits, log settings.
+ * The state dir, per-port client address and port range apply at restart.
+ */
+static void
+reload(void)
+{
+	struct config ncfg;
+	char *errs = NULL, *line, *save;
+	size_t errlen = 0;
+	FILE *f;
+	int n;
+
+	memset(&ncfg, 0, sizeof ncfg);
+	if ((f = open_memstream(&errs, &errlen)) == NULL) {
+		log_warn("reload: open_memstream");
+		return;
+	}
+	n = config_build(&ncfg, saved_argc, saved_argv, f);
+	fclose(f);
+	if (n != 0) {
+		for (line = strtok_r(errs, "\n", &save); line != NULL;
+		    line = strtok_r(NULL, "\n", &save))
+			log_warnx("reload: %s", line);
+		log_warnx("reload: %d error%s; keeping the old configuration",
+		    n, n == 1 ? "" : "s");
+		free(errs);
+		config_free(&ncfg);
+		return;
+	}
+	free(errs);
+	if (strcmp(ncfg.state_dir, cfg.state_dir) != 0) {
+		log_warnx("reload: state-dir changes apply at restart");
+		free(ncfg.state_dir);
+		ncfg.state_dir = xstrdup(cfg.state_dir);
+	}
+	if (strcmp(ncfg.client_bind, cfg.client_bind) != 0 ||
+	    ncfg.port_lo != cfg.port_lo || ncfg.port_hi != cfg.port_hi) {
+		log_warnx("reload: client-bind and port-range changes apply "
+		    "at restart");
+		free(ncfg.client_bind);
+		ncfg.client_bind = xstrdup(cfg.client_bind);
+		ncfg.port_lo = cfg.port_lo;
+		ncfg.port_hi = cfg.port_hi;
+	}
+	if (listeners_apply(&ncfg, false) == -1) {
+		log_warnx("reload: cannot open the new listeners; keeping the "
+		    "old configuration");
+		config_free(&ncfg);
+		return;
+	}
+	if (!str_eq(ncfg.admin_listen, cfg.admin_listen)) {
+		admin_stop();
+		admin_port = 0;
+		if (ncfg.admin_listen != NULL &&
+		    admin_start(ncfg.admin_listen, &admin_port) == -1)
+			log_warnx("reload: admin listener %s failed; admin API "
+			    "off", ncfg.admin_listen);
+	}
+	ncfg.foreground = cfg.foreground;
+	config_swap(&ncfg);
+	log_set_level(cfg.verbose > 0 ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	consolelog_reopen_all();
+	write_listeners();
+	log_info("reload: configuration applied");
+}
+
 int
 main(int argc, char **argv)
 {
-	struct event *sigterm, *sigint;
-	int i, client_port = 0, admin_port = 0;
+	struct event *sigterm, *sigint, *sighup;
 
+	saved_argc = argc;
+	saved_argv = argv;
 	if (config_build(&cfg, argc, argv, stderr) != 0)
 		exit(1);
 	if (cfg.check_only) {
 		printf("configuration OK\n");
+		config_free(&cfg);
 		exit(0);
 	}
 	log_init(cfg.foreground, cfg.verbose > 0 ? LOG_LVL_DEBUG :
@@ -106,40 +282,44 @@ main(int argc, char **argv)
 		fatalx("event_base_new");
 	sigterm = evsignal_new(ev_base, SIGTERM, signal_exit_cb, NULL);
 	sigint = evsignal_new(ev_base, SIGINT, signal_exit_cb, NULL);
+	sighup = evsignal_new(ev_base, SIGHUP, signal_hup_cb, NULL);
 	evsignal_add(sigterm, NULL);
 	evsignal_add(sigint, NULL);
+	evsignal_add(sighup, NULL);
 
-	for (i = 0; i < cfg.n_vm_listen; i++) {
-		vm_listeners[i] = listener_open(cfg.vm_listen[i], "vm",
-		    vm_accept_cb, NULL, &vm_ports[i]);
-		if (vm_listeners[i] == NULL)
-			exit(1);
-	}
-	if (cfg.client_listen != NULL) {
-		frontdoor = listener_open(cfg.client_listen, "front door",
-		    client_accept_frontdoor_cb, NULL, &client_port);
-		if (frontdoor == NULL)
-			exit(1);
-	}
+	/* State and logs: a failure is reported, consoles still work. */
+	if (db_open(cfg.state_dir) == -1)
+		log_warnx("state db unavailable: client ports will not be "
+		    "remembered");
+	port_state_load();
+	consolelog_init();
+
+	if (listeners_apply(&cfg, true) == -1)
+		exit(1);
 	if (cfg.admin_listen != NULL &&
 	    admin_start(cfg.admin_listen, &admin_port) == -1)
 		exit(1);
-	write_listeners(client_port, admin_port);
+	write_listeners();
 	log_info("vspcd %s ready", VSPC_VERSION);
 
 	event_base_dispatch(ev_base);
 
-	/* Teardown, in order: listeners, clients, VMs, ports. */
+	/* Teardown, in order: listeners, clients, VMs, ports, logs, db. */
 	admin_stop();
-	for (i = 0; i < cfg.n_vm_listen; i++)
-		evconnlistener_free(vm_listeners[i]);
+	for (int i = 0; i < VSPCD_MAX_VM_LISTEN; i++) {
+		if (vm_listeners[i] != NULL)
+			evconnlistener_free(vm_listeners[i]);
+	}
 	if (frontdoor != NULL)
 		evconnlistener_free(frontdoor);
 	client_close_all();
 	vm_close_all();
 	port_free_all();
+	consolelog_shutdown();
+	db_close();
 	event_free(sigterm);
 	event_free(sigint);
+	event_free(sighup);
 	event_base_free(ev_base);
 	log_info("exited cleanly");
 	config_free(&cfg);

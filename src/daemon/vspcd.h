@@ -192,7 +192,8 @@ struct client {
 	bool			 skip_lf;	/* drop one LF/NUL after attach */
 	bool			 pending_cr;	/* NVT filter state */
 	bool			 skipping;	/* output over cap: skipping */
-	uint64_t		 skipped;
+	uint64_t		 skipped;	/* total, for the counters */
+	uint64_t		 gap;		/* skipped since the last notice */
 	bool			 dead;
 	bool			 paused;
 	char			 addr[64];
@@ -232,6 +233,7 @@ void	port_check_expiry(struct port *);
 void	port_free(struct port *);
 void	port_free_all(void);
 void	port_flush_hold(struct port *, struct vm_session *);
+void	port_state_load(void);
 u_int	port_count(void);
 struct port *port_first(void);
 struct port *port_next(struct port *);

@@ -289,7 +289,6 @@ class TestSlowClient(ClientsBase):
               (samples[-1][1], flood_s, vm_rate / 1e6, rss0, rss_max,
                rss_max - rss0, skipped), file=sys.stderr)
 
-    @unittest.expectedFailure   # vspcd bug: the notice's N is a running total
     def test_notice_counts_each_gap(self):
         """A client that is slow twice gets two notices, each giving the
         bytes skipped at that gap (client.c keeps c->skipped across gaps, so
