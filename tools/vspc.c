@@ -2,10 +2,14 @@
  * vspc: command-line client for vspcd.
  *
  * "list" asks the admin API for the port table over a minimal HTTP/1.1
- * GET; "attach" joins the terminal to a console through the front door,
+ * GET; "attach" joins the terminal to a console through the front door
+ * (by default with "/replay NAME", so the last screens come first),
  * decoding the server's stream with the proto telnet codec. The relay is a
  * plain poll() loop over the socket and stdin. A terminal on stdin is put in
  * raw mode and restored on every exit path (atexit and the signal handler).
+ * "log" prints the tail of a console log from the admin API, or with -f
+ * follows the console read-only: a front-door attach with replay that
+ * never reads stdin and never sends console input.
  *
  * Escape (recognised anywhere in the input): Ctrl-] . detaches, Ctrl-]
  * Ctrl-] sends one Ctrl-], Ctrl-] ? prints help; Ctrl-] followed by
@@ -49,7 +53,9 @@
 #define VSPC_DEFAULT_CLIENT	13371
 #define VSPC_DEFAULT_ADMIN	13372
 
-#define VSPC_HTTP_MAX		(16 * 1024 * 1024)
+#define VSPC_LOG_TAIL_MAX	(16 * 1024 * 1024)
+#define VSPC_LOG_TAIL_DEFAULT	65536
+#define VSPC_HTTP_MAX		(VSPC_LOG_TAIL_MAX + 65536)
 #define VSPC_IO_TIMEOUT_MS	10000	/* connect, HTTP, front-door dialogue */
 #define VSPC_ESCAPE		0x1d	/* Ctrl-] */
 #define VSPC_PROMPT		"console (name, uuid or id): "
@@ -83,6 +89,8 @@ struct attach {
 	struct telnet tn;
 	int fd;
 	const char *name;
+	char sendline[VSPC_LINE_MAX];	/* the line answering the prompt */
+	bool follow;		/* vspc log -f: read-only, quiet */
 	enum attach_phase phase;
 	struct buf out;		/* to the server, already telnet-encoded */
 	char line[VSPC_LINE_MAX];
@@ -97,6 +105,7 @@ static volatile sig_atomic_t got_signal;
 
 static __dead void usage(FILE *);
 static __dead void die(const char *, ...) printflike(1, 2);
+static __dead void log_ambiguous(const char *, const char *, size_t);
 
 /* Print the usage text and exit. */
 static void
@@ -106,8 +115,18 @@ usage(FILE *f)
 	    "usage: vspc [--state-dir DIR] [--admin HOST:PORT] "
 	    "[--client HOST:PORT] COMMAND ...\n"
 	    "       vspc list [--json]     list the consoles\n"
-	    "       vspc attach NAME       attach to a console "
-	    "(name, uuid or id)\n"
+	    "       vspc attach [--no-replay] NAME\n"
+	    "                              attach to a console (name, uuid "
+	    "or id); recent\n"
+	    "                              output is replayed first unless "
+	    "--no-replay\n"
+	    "       vspc log [--tail-bytes N] [-f] NAME\n"
+	    "                              print the last N bytes of the "
+	    "console log\n"
+	    "                              (default %d); -f: replay, then "
+	    "follow the\n"
+	    "                              console read-only until "
+	    "interrupted\n"
 	    "       vspc --help | --version\n"
 	    "\n"
 	    "Endpoints come from --admin/--client, else from "
@@ -116,7 +135,8 @@ usage(FILE *f)
 	    VSPC_DEFAULT_STATE_DIR "),\n"
 	    "else 127.0.0.1:%d (admin) and 127.0.0.1:%d (client).\n"
 	    "While attached: Ctrl-] . detaches, Ctrl-] ? shows the "
-	    "escapes.\n", VSPC_DEFAULT_ADMIN, VSPC_DEFAULT_CLIENT);
+	    "escapes.\n", VSPC_LOG_TAIL_DEFAULT, VSPC_DEFAULT_ADMIN,
+	    VSPC_DEFAULT_CLIENT);
 	exit(f == stdout ? 0 : 1);
 }
 
@@ -463,11 +483,13 @@ http_unchunk(char *body, size_t len)
 }
 
 /*
- * GET path from ep with Connection: close, read to EOF (capped), check for
- * 200 and return the body (NUL-terminated, caller frees). Dies on error.
+ * GET path from ep with Connection: close, read to EOF (capped) and return
+ * the body (NUL-terminated, caller frees). With status NULL anything but
+ * 200 is fatal; else the status code is stored there. Dies on error.
  */
 static char *
-http_get(const struct endpoint *ep, const char *path, size_t *bodylen)
+http_request(const struct endpoint *ep, const char *path, const char *accept,
+    int *status, size_t *bodylen)
 {
 	struct buf rb = { 0 };
 	struct pollfd pfd;
@@ -476,15 +498,16 @@ http_get(const struct endpoint *ep, const char *path, size_t *bodylen)
 	int64_t deadline;
 	ssize_t n;
 	size_t vlen, blen, clen;
-	int fd, rc;
+	int fd, rc, code;
 
 	fd = connect_or_die(ep);
 	snprintf(req, sizeof req,
 	    "GET %s HTTP/1.1\r\n"
 	    "Host: %s\r\n"
 	    "User-Agent: vspc/%s\r\n"
-	    "Accept: application/json\r\n"
-	    "Connection: close\r\n\r\n", path, endpoint_str(ep), VSPC_VERSION);
+	    "Accept: %s\r\n"
+	    "Connection: close\r\n\r\n", path, endpoint_str(ep), VSPC_VERSION,
+	    accept);
 	if (!write_all(fd, req, strlen(req)))
 		die("cannot reach vspcd at %s: %s", endpoint_str(ep),
 		    strerror(errno));
@@ -521,9 +544,13 @@ http_get(const struct endpoint *ep, const char *path, size_t *bodylen)
 	if (status_end == NULL)
 		die("%s: truncated HTTP response", endpoint_str(ep));
 	*status_end = '\0';
-	if (strlen((char *)rb.data) < 12 ||
-	    strncmp((char *)rb.data + 8, " 200", 4) != 0)
+	code = 0;
+	if (strlen((char *)rb.data) >= 12 && rb.data[8] == ' ')
+		code = (int)strtol((char *)rb.data + 9, NULL, 10);
+	if (code < 100 || code > 599 || (status == NULL && code != 200))
 		die("%s%s: %s", endpoint_str(ep), path, (char *)rb.data);
+	if (status != NULL)
+		*status = code;
 	*status_end = '\r';
 	hdr_end = strstr((char *)rb.data, "\r\n\r\n");
 	if (hdr_end == NULL)
@@ -551,6 +578,37 @@ http_get(const struct endpoint *ep, const char *path, size_t *bodylen)
 	rb.data[blen] = '\0';
 	*bodylen = blen;
 	return ((char *)rb.data);
+}
+
+/* GET path, which must answer 200 with JSON; the body (caller frees). */
+static char *
+http_get(const struct endpoint *ep, const char *path, size_t *bodylen)
+{
+	return (http_request(ep, path, "application/json", NULL, bodylen));
+}
+
+/* Percent-encode s as one path segment into dst (cap bytes); false if long. */
+static bool
+url_encode(char *dst, size_t cap, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *p;
+	size_t o = 0;
+
+	for (p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (o + 4 > cap)
+			return (false);
+		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+		    (*p >= '0' && *p <= '9') || strchr("-._~", *p) != NULL)
+			dst[o++] = *p;
+		else {
+			dst[o++] = '%';
+			dst[o++] = hex[*p >> 4];
+			dst[o++] = hex[*p & 0xf];
+		}
+	}
+	dst[o] = '\0';
+	return (true);
 }
 
 /* Copy s into dst (cap bytes) with control bytes shown as '?'. */
@@ -779,23 +837,44 @@ attach_output(struct attach *a, const uint8_t *data, size_t len)
 		a->stdout_error = true;
 }
 
+/* Report a front-door error line the way "vspc log" words it. */
+static void
+attach_follow_error(struct attach *a, const char *msg)
+{
+	const char *ids;
+
+	if (strncmp(msg, "no console named ", 17) == 0)
+		fprintf(stderr, "vspc: no console named '%s'\n", a->name);
+	else if (strstr(msg, "' matches ") != NULL &&
+	    (ids = strstr(strstr(msg, "' matches "), ": ")) != NULL)
+		fprintf(stderr, "vspc: '%s' is ambiguous: %s\n", a->name,
+		    ids + 2);
+	else
+		fprintf(stderr, "vspc: %s\n", msg);
+}
+
 /* Handle one complete server line during the reply phase. */
 static void
 attach_reply_line(struct attach *a, const char *line)
 {
-	size_t nlen = strlen(a->name);
+	size_t nlen = strlen(a->sendline);
 
-	/* Our echoed name may run into the reply without a newline. */
-	if (strncmp(line, a->name, nlen) == 0 &&
+	/* Our echoed line may run into the reply without a newline. */
+	if (strncmp(line, a->sendline, nlen) == 0 &&
 	    (strncmp(line + nlen, "attached to ", 12) == 0 ||
 	    strncmp(line + nlen, "vspcd: ", 7) == 0))
 		line += nlen;
 	if (strncmp(line, "attached to ", 12) == 0) {
-		fprintf(stderr, "%s\n", line);
-		fflush(stderr);
+		if (!a->follow) {
+			fprintf(stderr, "%s\n", line);
+			fflush(stderr);
+		}
 		a->phase = ATTACH_RELAY;
 	} else if (strncmp(line, "vspcd: ", 7) == 0) {
-		fprintf(stderr, "%s\n", line);
+		if (a->follow)
+			attach_follow_error(a, line + 7);
+		else
+			fprintf(stderr, "%s\n", line);
 		fflush(stderr);
 		a->phase = ATTACH_FAILED;
 	}
@@ -822,8 +901,8 @@ attach_dialogue(struct attach *a, const uint8_t *data, size_t len)
 		if (a->phase == ATTACH_PROMPT) {
 			if (a->line_len >= plen && memcmp(a->line +
 			    a->line_len - plen, prompt, plen) == 0) {
-				attach_send(a, (const uint8_t *)a->name,
-				    strlen(a->name));
+				attach_send(a, (const uint8_t *)a->sendline,
+				    strlen(a->sendline));
 				buf_add(&a->out, "\r\n", 2);
 				a->phase = ATTACH_REPLY;
 				a->line_len = 0;
@@ -917,35 +996,34 @@ attach_flush(struct attach *a)
 	return (true);
 }
 
-/* vspc attach NAME: front-door dialogue, then relay until detach. */
+/*
+ * Front-door dialogue for name (with "/replay " or "/noreplay " in front),
+ * then relay until detach. With follow, stdin is never read, nothing but
+ * the name line is sent, and a signal or the server closing ends it with 0.
+ */
 static int
-cmd_attach(int argc, char **argv, const struct endpoint *client)
+attach_run(const struct endpoint *client, const char *name, bool replay,
+    bool follow)
 {
 	static struct attach a;
 	struct pollfd pfd[2];
 	uint8_t rbuf[16384];
-	const char *name, *errmsg = NULL;
+	const char *errmsg = NULL;
 	int64_t deadline;
 	ssize_t n;
-	bool stdin_open = true, is_tty;
+	bool stdin_open = !follow, is_tty;
 	int rc, status = 0;
 
-	if (argc == 2 && (strcmp(argv[1], "-h") == 0 ||
-	    strcmp(argv[1], "--help") == 0))
-		usage(stdout);
-	if (argc == 3 && strcmp(argv[1], "--") == 0) {
-		argv++;
-		argc--;
-	}
-	if (argc != 2)
-		usage(stderr);
-	name = argv[1];
 	if (*name == '\0' || strpbrk(name, "\r\n") != NULL)
 		die("bad console name");
 
 	signals_init();
 	memset(&a, 0, sizeof a);
 	a.name = name;
+	a.follow = follow;
+	if ((size_t)snprintf(a.sendline, sizeof a.sendline, "%s%s",
+	    replay ? "/replay " : "/noreplay ", name) >= sizeof a.sendline)
+		die("console name too long");
 	a.phase = ATTACH_PROMPT;
 	a.fd = connect_or_die(client);
 	fcntl(a.fd, F_SETFL, fcntl(a.fd, F_GETFL) | O_NONBLOCK);
@@ -954,7 +1032,7 @@ cmd_attach(int argc, char **argv, const struct endpoint *client)
 	telnet_set_accept(&a.tn, TELOPT_SGA, true, true);
 	telnet_set_accept(&a.tn, TELOPT_BINARY, true, true);
 
-	is_tty = isatty(STDIN_FILENO);
+	is_tty = !follow && isatty(STDIN_FILENO);
 	deadline = now_ms() + VSPC_IO_TIMEOUT_MS;
 	while (!got_signal) {
 		if (!attach_flush(&a)) {
@@ -1009,7 +1087,7 @@ cmd_attach(int argc, char **argv, const struct endpoint *client)
 					errmsg = strerror(errno);
 				if (a.phase != ATTACH_RELAY || n == -1)
 					status = 1;
-				if (errmsg == NULL)
+				if (errmsg == NULL && (!follow || status != 0))
 					errmsg = "connection closed by vspcd";
 				break;
 			}
@@ -1048,6 +1126,128 @@ cmd_attach(int argc, char **argv, const struct endpoint *client)
 	tty_restore();
 	tio_saved = false;
 	return (status);
+}
+
+/* vspc attach [--no-replay] NAME: attach the terminal to a console. */
+static int
+cmd_attach(int argc, char **argv, const struct endpoint *client)
+{
+	static const struct option longopts[] = {
+		{ "no-replay", no_argument, NULL, 'n' },
+		{ "replay", no_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	bool replay = true;
+	int ch;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'n':
+			replay = false;
+			break;
+		case 'r':
+			replay = true;
+			break;
+		case 'h':
+			usage(stdout);
+		default:
+			usage(stderr);
+		}
+	}
+	if (optind + 1 != argc)
+		usage(stderr);
+	return (attach_run(client, argv[optind], replay, false));
+}
+
+/* Print the ids of a 409 answer ({"matches":[...]}) after the message. */
+static void
+log_ambiguous(const char *name, const char *body, size_t blen)
+{
+	json_t *root, *ids, *v;
+	json_error_t jerr;
+	size_t i;
+
+	fprintf(stderr, "vspc: '%s' is ambiguous:", name);
+	root = json_loadb(body, blen, 0, &jerr);
+	ids = root != NULL ? json_object_get(root, "matches") : NULL;
+	json_array_foreach(ids, i, v) {
+		if (json_is_string(v))
+			fprintf(stderr, " %s", json_string_value(v));
+	}
+	fputc('\n', stderr);
+	json_decref(root);
+	exit(1);
+}
+
+/* vspc log [--tail-bytes N] [-f] NAME: print or follow a console log. */
+static int
+cmd_log(int argc, char **argv, const char *state_dir, const char *admin_opt,
+    const char *client_opt)
+{
+	static const struct option longopts[] = {
+		{ "tail-bytes", required_argument, NULL, 't' },
+		{ "follow", no_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct endpoint admin, client;
+	char path[VSPC_LINE_MAX * 3 + 64], enc[VSPC_LINE_MAX * 3];
+	const char *name, *errstr;
+	long long tail = VSPC_LOG_TAIL_DEFAULT;
+	size_t blen;
+	char *body;
+	bool follow = false;
+	int ch, status;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "c:fh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 't':
+		case 'c':
+			tail = strtonum(optarg, 0, VSPC_LOG_TAIL_MAX, &errstr);
+			if (errstr != NULL)
+				die("bad --tail-bytes: %s (0 to %d)", optarg,
+				    VSPC_LOG_TAIL_MAX);
+			break;
+		case 'f':
+			follow = true;
+			break;
+		case 'h':
+			usage(stdout);
+		default:
+			usage(stderr);
+		}
+	}
+	if (optind + 1 != argc)
+		usage(stderr);
+	name = argv[optind];
+	if (*name == '\0')
+		die("bad console name");
+
+	if (follow) {
+		endpoints_resolve(state_dir, admin_opt, client_opt, false,
+		    &admin, &client);
+		return (attach_run(&client, name, true, true));
+	}
+	endpoints_resolve(state_dir, admin_opt, client_opt, true, &admin,
+	    &client);
+	if (!url_encode(enc, sizeof enc, name))
+		die("console name too long");
+	snprintf(path, sizeof path, "/api/v1/ports/%s/log?tail_bytes=%lld",
+	    enc, tail);
+	body = http_request(&admin, path, "*/*", &status, &blen);
+	if (status == 404)
+		die("no console named '%s'", name);
+	if (status == 409)
+		log_ambiguous(name, body, blen);
+	if (status != 200)
+		die("%s%s: HTTP status %d", endpoint_str(&admin), path, status);
+	if (!write_all(STDOUT_FILENO, body, blen))
+		die("write to stdout: %s", strerror(errno));
+	free(body);
+	return (0);
 }
 
 /* Parse the global options and run the command. */
@@ -1102,6 +1302,8 @@ main(int argc, char **argv)
 		    &admin, &client);
 		return (cmd_attach(argc, argv, &client));
 	}
+	if (strcmp(cmd, "log") == 0)
+		return (cmd_log(argc, argv, state_dir, admin_opt, client_opt));
 	if (strcmp(cmd, "help") == 0)
 		usage(stdout);
 	fprintf(stderr, "vspc: unknown command '%s'\n", cmd);
