@@ -20,11 +20,10 @@ import subprocess
 import sys
 import threading
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vspctest  # noqa: E402
-from vspctest import (HOST, VSPC, norm_uuid, esxi_uuid, seq_line,  # noqa
+from vspctest import (VSPC, norm_uuid, esxi_uuid, seq_line,  # noqa
                       verify_seq_stream, wait_for)
 
 UUID_A = norm_uuid(esxi_uuid(0x12345678, 0))
