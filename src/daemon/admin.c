@@ -133,6 +133,56 @@ admin_healthz_cb(struct evhttp_request *req, void *arg)
 	    (json_int_t)vmotion_bad_peers_unknown));
 }
 
+/* GET /api/v1/limits: every abuse limit and how close we are to it. */
+static void
+admin_limits_cb(struct evhttp_request *req, void *arg)
+{
+	json_t *allow, *o;
+	int i;
+
+	allow = json_array();
+	for (i = 0; i < cfg.n_vm_allow; i++)
+		json_array_append_new(allow, json_string(cfg.vm_allow[i]));
+	o = json_object();
+	json_object_set_new(o, "vm_allow", allow);
+	json_object_set_new(o, "max_vm_connections",
+	    json_integer(cfg.max_vm_connections));
+	json_object_set_new(o, "vm_connections", json_integer(n_vm_sessions));
+	json_object_set_new(o, "max_vm_per_source",
+	    json_integer(cfg.max_vm_per_source));
+	json_object_set_new(o, "max_unidentified",
+	    json_integer(cfg.max_unidentified));
+	json_object_set_new(o, "unidentified", json_integer(n_unidentified));
+	json_object_set_new(o, "max_clients", json_integer(cfg.max_clients));
+	json_object_set_new(o, "clients", json_integer(n_clients));
+	json_object_set_new(o, "max_clients_per_source",
+	    json_integer(cfg.max_clients_per_source));
+	json_object_set_new(o, "ident_timeout",
+	    json_integer(cfg.ident_timeout));
+	json_object_set_new(o, "frontdoor_timeout",
+	    json_integer(cfg.frontdoor_timeout));
+	json_object_set_new(o, "takeover_wait",
+	    json_integer(cfg.takeover_wait));
+	json_object_set_new(o, "client_queue",
+	    json_integer((json_int_t)cfg.client_queue));
+	json_object_set_new(o, "vm_queue",
+	    json_integer((json_int_t)cfg.vm_queue));
+	json_object_set_new(o, "prebind_max",
+	    json_integer((json_int_t)cfg.prebind_max));
+	json_object_set_new(o, "vmotion_hold_max",
+	    json_integer((json_int_t)cfg.vmotion_hold_max));
+	json_object_set_new(o, "sb_max", json_integer((json_int_t)cfg.sb_max));
+	json_object_set_new(o, "vm_refused_allow",
+	    json_integer((json_int_t)vm_refused_allow));
+	json_object_set_new(o, "vm_refused_limit",
+	    json_integer((json_int_t)vm_refused_limit));
+	json_object_set_new(o, "client_refused_limit",
+	    json_integer((json_int_t)client_refused_limit));
+	json_object_set_new(o, "takeovers_refused",
+	    json_integer((json_int_t)vm_takeovers_refused));
+	admin_reply(req, 200, "OK", o);
+}
+
 /* Reply with raw log bytes. */
 static void
 admin_log_reply(struct evhttp_request *req, struct port *p, size_t tail)
@@ -281,6 +331,7 @@ admin_start(const char *spec, int *bound_port)
 	evhttp_set_timeout(admin_http, 30);
 	evhttp_set_cb(admin_http, "/api/v1/ports", admin_ports_cb, NULL);
 	evhttp_set_cb(admin_http, "/healthz", admin_healthz_cb, NULL);
+	evhttp_set_cb(admin_http, "/api/v1/limits", admin_limits_cb, NULL);
 	evhttp_set_gencb(admin_http, admin_gen_cb, NULL);
 	hs = evhttp_bind_socket_with_handle(admin_http, host, (uint16_t)port);
 	if (hs == NULL) {

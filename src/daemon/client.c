@@ -29,6 +29,7 @@
 
 struct clients all_clients = TAILQ_HEAD_INITIALIZER(all_clients);
 u_int n_clients;
+uint64_t client_refused_limit;
 
 static void	client_read_cb(struct bufferevent *, void *);
 static void	client_write_cb(struct bufferevent *, void *);
@@ -327,15 +328,38 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 		    EVUTIL_SOCKET_ERROR()));
 }
 
-/* Set up a new client connection. */
+/* The front-door deadline passed without a console chosen. */
+static void
+client_timer(evutil_socket_t fd, short events, void *arg)
+{
+	struct client *c = arg;
+
+	if (c->frontdoor && c->port == NULL)
+		client_close(c, "no console named in time");
+}
+
+/* Set up a new client connection, within the connection caps. */
 static struct client *
-client_new(evutil_socket_t fd, struct sockaddr *sa)
+client_new(evutil_socket_t fd, struct sockaddr *sa, int salen)
 {
 	struct client *c;
+	char addr[64];
 	int one = 1;
 
+	if (n_clients >= (u_int)cfg.max_clients ||
+	    source_count(SOURCE_CLIENT, sa, 0) >= cfg.max_clients_per_source) {
+		client_refused_limit++;
+		listener_addr_str(sa, addr, sizeof addr);
+		log_warnx("client %s: refused (connection limit)", addr);
+		evutil_closesocket(fd);
+		return (NULL);
+	}
 	c = xcalloc(1, sizeof *c);
 	listener_addr_str(sa, c->addr, sizeof c->addr);
+	if ((size_t)salen <= sizeof c->sa)
+		memcpy(&c->sa, sa, (size_t)salen);
+	source_count(SOURCE_CLIENT, sa, 1);
+	c->counted_src = true;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	c->bev = bufferevent_socket_new(ev_base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL) {
@@ -370,9 +394,13 @@ client_accept_frontdoor_cb(struct evconnlistener *lev, evutil_socket_t fd,
 {
 	struct client *c;
 
-	if ((c = client_new(fd, sa)) == NULL)
+	struct timeval tv = { cfg.frontdoor_timeout, 0 };
+
+	if ((c = client_new(fd, sa, salen)) == NULL)
 		return;
 	c->frontdoor = true;
+	c->timer = evtimer_new(ev_base, client_timer, c);
+	evtimer_add(c->timer, &tv);
 	log_debug("client %s: front door", c->addr);
 	client_puts(c, CLIENT_PROMPT);
 }
@@ -385,7 +413,7 @@ client_accept_port_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	struct port *p = arg;
 	struct client *c;
 
-	if ((c = client_new(fd, sa)) == NULL)
+	if ((c = client_new(fd, sa, salen)) == NULL)
 		return;
 	client_attach(c, p);
 }
@@ -397,6 +425,10 @@ client_close(struct client *c, const char *reason)
 	if (c->port != NULL)
 		port_detach(c->port, c);
 	log_debug("client %s: closed: %s", c->addr, reason);
+	if (c->counted_src)
+		source_count(SOURCE_CLIENT, (struct sockaddr *)&c->sa, -1);
+	if (c->timer != NULL)
+		event_free(c->timer);
 	TAILQ_REMOVE(&all_clients, c, all_entry);
 	n_clients--;
 	bufferevent_free(c->bev);

@@ -156,6 +156,34 @@ static const struct keyword keywords[] = {
 	{ .name = "state-expiry-days", .type = KW_INT,
 	  .off = OFF(state_expiry_days), .min = 1, .max = 36500, .def = "30",
 	  .arg = "DAYS", .help = "forget saved ports not seen for this long" },
+	{ .name = "vm-allow", .type = KW_LIST, .off = OFF(vm_allow),
+	  .count_off = OFF(n_vm_allow), .max = VSPCD_MAX_ALLOW,
+	  .show = "any", .arg = "CIDR",
+	  .help = "ESXi source networks allowed (repeatable; none: any)" },
+	{ .name = "max-vm-connections", .type = KW_INT,
+	  .off = OFF(max_vm_connections), .min = 1, .max = 10000000,
+	  .def = "50000", .arg = "N", .help = "VM connections in total" },
+	{ .name = "max-vm-per-source", .type = KW_INT,
+	  .off = OFF(max_vm_per_source), .min = 0, .max = 10000000,
+	  .def = "0", .arg = "N",
+	  .help = "VM connections per source address; 0: no limit" },
+	{ .name = "max-unidentified", .type = KW_INT,
+	  .off = OFF(max_unidentified), .min = 1, .max = 10000000,
+	  .def = "8192", .arg = "N",
+	  .help = "VM connections not yet identified" },
+	{ .name = "max-clients", .type = KW_INT, .off = OFF(max_clients),
+	  .min = 1, .max = 10000000, .def = "4096", .arg = "N",
+	  .help = "client connections in total" },
+	{ .name = "max-clients-per-source", .type = KW_INT,
+	  .off = OFF(max_clients_per_source), .min = 1, .max = 10000000,
+	  .def = "256", .arg = "N",
+	  .help = "client connections per source address" },
+	{ .name = "frontdoor-timeout", .type = KW_INT,
+	  .off = OFF(frontdoor_timeout), .min = 1, .max = 3600, .def = "30",
+	  .arg = "SECONDS", .help = "front door: time to name a console" },
+	{ .name = "takeover-wait", .type = KW_INT, .off = OFF(takeover_wait),
+	  .min = 1, .max = 3600, .def = "60", .arg = "SECONDS",
+	  .help = "a second host claiming a live port waits this long" },
 	{ .name = "version", .type = KW_ACTION, .flags = KW_CMDLINE,
 	  .help = "print the version and exit" },
 	{ .name = "help", .shortopt = 'h', .type = KW_ACTION,
@@ -581,6 +609,8 @@ config_free(struct config *conf)
 	free(conf->config_file);
 	free(conf->log_dir);
 	free(conf->log_timestamp_format);
+	for (i = 0; i < conf->n_vm_allow; i++)
+		free(conf->vm_allow[i]);
 	memset(conf, 0, sizeof *conf);
 }
 
@@ -998,6 +1028,15 @@ config_validate(const struct config *conf, FILE *errout)
 	    conf->port_hi <= 65535)))
 		cfg_error(&ctx, 0, "port-range %d-%d is not LO-HI with "
 		    "1 <= LO <= HI <= 65535", conf->port_lo, conf->port_hi);
+	for (j = 0; j < conf->n_vm_allow && j < VSPCD_MAX_ALLOW; j++) {
+		struct cidr c;
+
+		if (conf->vm_allow[j] == NULL ||
+		    cidr_parse(conf->vm_allow[j], &c) == -1)
+			cfg_error(&ctx, 0, "vm-allow '%s' is not a network "
+			    "(ADDR or ADDR/BITS)", conf->vm_allow[j] ?
+			    conf->vm_allow[j] : "");
+	}
 	if (conf->state_dir == NULL || conf->state_dir[0] == '\0')
 		cfg_error(&ctx, 0, "state-dir is empty");
 	if (conf->client_bind == NULL || conf->client_bind[0] == '\0')

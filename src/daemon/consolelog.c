@@ -10,22 +10,43 @@
  *                  size of <id>.log when the event happened;
  *   <id>.log.N, <id>.events.N   rotated files, 1 newest .. log_keep oldest.
  * Names come only from the port id, which is validated again here; every
- * file is opened with openat(O_NOFOLLOW) on the directory fd, must be a
- * regular file with one link, and rotation only renames names inside that
- * directory, never following a symlink.
+ * file is opened with openat(O_NOFOLLOW | O_NONBLOCK) on the directory fd,
+ * must be a regular file with one link (checked again at every open), and
+ * rotation only renames names inside that directory, never following a
+ * symlink.
+ *
+ * File descriptors: an idle port costs no fd at all, only its struct, so
+ * tens of thousands of ports fit in the per-process limit.
+ *   - consolelog_open creates and checks both files, then closes them.
+ *   - <id>.events is never kept open: each event line is written with
+ *     open (O_APPEND | O_CREAT), write, close. Events are rare.
+ *   - <id>.log is opened (O_APPEND, size taken from fstat) on the first
+ *     write that must reach the file, kept open while data keeps coming,
+ *     and closed once it has had no data for clog_idle_ms (CLOG_IDLE_MS),
+ *     after a final flush and fdatasync. Open .log fds are kept in LRU
+ *     order; at most clog_max_open (CLOG_MAX_OPEN) are open at once: to
+ *     open one more, the least recently used clean one (nothing buffered,
+ *     nothing to sync) is closed, or if all are dirty the least recently
+ *     used one is flushed, synced and closed. EMFILE/ENFILE on any open
+ *     also closes one .log and tries again once.
+ * The size of <id>.log is tracked in the struct and taken again from the
+ * file at each open, so rotation and event offsets stay exact across
+ * closes, and a file moved away while closed is not written again.
  *
  * Buffering: bytes are copied into a per-file buffer of CLOG_BUFSZ bytes,
  * allocated on the first write and freed by the sync tick, so an idle port
- * costs only its struct and two fds. The buffer is written when it is full,
- * before an event (so offsets are exact), on the tick, and on close. Writes
- * of CLOG_BUFSZ or more go straight to the file. All writes are plain
- * write(2) on a regular file; nothing waits for the disk except the
- * fdatasync on the tick.
+ * costs only its struct. The buffer is written when it is full, before an
+ * event (so offsets are exact), on the tick, and on close. Writes of
+ * CLOG_BUFSZ or more go straight to the file. All writes are plain
+ * write(2) on a regular file; nothing waits for the disk except fdatasync
+ * on the tick and when a dirty .log is closed to make room.
  *
- * Sync: one timer for all files. A file that gets data goes on the dirty
- * list and arms the timer (log_sync_ms) if it is not armed; each tick
- * writes, frees and fdatasyncs the buffers of the dirty files only, then
- * empties the list. No timer runs while nothing is dirty.
+ * Sync: one timer for all files. A file that gets data or an event goes on
+ * the dirty list and arms the timer (log_sync_ms) if it is not armed; each
+ * tick writes, frees and fdatasyncs the buffers of the dirty files only
+ * (the sidecar is reopened by name for its fdatasync), then empties the
+ * list. A second timer closes idle .log fds; it runs only while some
+ * .log is open. No timer runs while nothing is dirty or open.
  *
  * Write errors (ENOSPC, EIO...): the daemon keeps going. Every console byte
  * that could not be written is counted (timestamp prefix bytes are not
@@ -40,7 +61,7 @@
  *
  * Rotation: before a write would take <id>.log past log_max_size bytes,
  * the files are shifted (.log.N-1 -> .log.N, .log -> .log.1, the oldest
- * deleted) and new ones opened; the same for .events. The write is split
+ * deleted) and new ones created; the same for .events. The write is split
  * at the limit, so every rotated .log is exactly log_max_size bytes.
  *
  * A struct consolelog stays valid until consolelog_close(), even after
@@ -67,6 +88,8 @@
 #define CLOG_KEEP_MAX	999	/* rotated files, whatever the config says */
 #define CLOG_DETAIL_MAX	4096	/* event detail bytes kept */
 #define CLOG_WARN_SECS	60
+#define CLOG_IDLE_MS	5000	/* close a .log with no data for this long */
+#define CLOG_MAX_OPEN	1024	/* .log fds open at once, at most */
 
 /* Bytes that go into a JSON string as they are. */
 #define CLOG_JSON_PLAIN(c) \
@@ -87,14 +110,16 @@ struct clog_buf {
 struct consolelog {
 	TAILQ_ENTRY(consolelog)	 entry;		/* all logs */
 	TAILQ_ENTRY(consolelog)	 dirty_entry;
+	TAILQ_ENTRY(consolelog)	 open_entry;	/* clog_lru, while fd != -1 */
 	bool			 dirty;
 	bool			 off;		/* logging off: ignore writes */
+	bool			 emitting;	/* in clog_emit: not a victim */
 	char			*id;
 	char			*path;		/* <dir>/<id>.log */
 	int			 fd;		/* .log or -1 */
-	int			 efd;		/* .events or -1 */
+	uint64_t		 used_ms;	/* last data, monotonic ms */
 	uint64_t		 size;		/* bytes in .log */
-	uint64_t		 esize;		/* bytes in .events */
+	uint64_t		 elast;		/* .events offset of last line */
 	uint64_t		 rotations;
 	bool			 need_sync;
 	bool			 eneed_sync;
@@ -118,12 +143,35 @@ static int			 clog_dirfd = -1;
 static char			*clog_dir;
 static struct event		*clog_timer;
 
+/* Open .log fds, least recently used first. */
+static TAILQ_HEAD(, consolelog)	 clog_lru = TAILQ_HEAD_INITIALIZER(clog_lru);
+static u_int			 clog_nopen;
+static struct event		*clog_idle_timer;
+static int			 clog_idle_ms = CLOG_IDLE_MS;
+static int			 clog_max_open = CLOG_MAX_OPEN;
+static bool			 clog_evicting;	/* in a flushing eviction */
+
 static time_t			 clog_stamp_when = -1;
 static const char		*clog_stamp_fmt;
 static char			 clog_stamp_buf[CLOG_STAMP_MAX];
 static size_t			 clog_stamp_len;
 
 static void	clog_flush(struct consolelog *);
+static int	clog_evict(bool);
+static void	clog_arm_idle(void);
+
+void	consolelog_test_tune(int, int);
+
+/*
+ * Tests only: set the idle time before a .log is closed and the most .log
+ * fds open at once; 0 or less restores the default.
+ */
+void
+consolelog_test_tune(int idle_ms, int max_open)
+{
+	clog_idle_ms = idle_ms > 0 ? idle_ms : CLOG_IDLE_MS;
+	clog_max_open = max_open > 0 ? max_open : CLOG_MAX_OPEN;
+}
 
 /* Return seconds on the monotonic clock. */
 static time_t
@@ -133,6 +181,16 @@ clog_now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (ts.tv_sec);
+}
+
+/* Return milliseconds on the monotonic clock. */
+static uint64_t
+clog_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
 }
 
 /* Log a problem with one file, at most once per CLOG_WARN_SECS. */
@@ -211,15 +269,16 @@ clog_keep(void)
 }
 
 /*
- * Open one file in the log directory for appending. It must not be a
- * symlink or anything but a regular file with a single link. Returns the
- * fd and its size, or -1 with errno set.
+ * Open one file in the log directory for appending, creating it if create
+ * is set. It must not be a symlink or anything but a regular file with a
+ * single link. Returns the fd and its size, or -1 with errno set. Out of
+ * fds, one open .log is closed and the open tried once more.
  */
 static int
-clog_openat(const char *name, uint64_t *size)
+clog_openat(const char *name, bool create, uint64_t *size)
 {
 	struct stat st;
-	int fd, saved;
+	int fd, saved, flags, tries = 0;
 
 	if (fstatat(clog_dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 	    !S_ISREG(st.st_mode)) {
@@ -227,10 +286,14 @@ clog_openat(const char *name, uint64_t *size)
 		return (-1);
 	}
 	/* O_NONBLOCK: a FIFO swapped in after the check must not block. */
-	fd = openat(clog_dirfd, name, O_WRONLY | O_CREAT | O_APPEND |
-	    O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0640);
-	if (fd == -1)
-		return (-1);
+	flags = O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
+	if (create)
+		flags |= O_CREAT;
+	while ((fd = openat(clog_dirfd, name, flags, 0640)) == -1) {
+		if ((errno != EMFILE && errno != ENFILE) || tries++ > 0 ||
+		    clog_evict(false) == -1)
+			return (-1);
+	}
 	if (fstat(fd, &st) == -1) {
 		saved = errno;
 		close(fd);
@@ -246,55 +309,177 @@ clog_openat(const char *name, uint64_t *size)
 	return (fd);
 }
 
+/* Mark an open .log as just used: it goes to the end of the LRU list. */
+static void
+clog_used(struct consolelog *cl)
+{
+	if (cl->fd == -1)
+		return;
+	cl->used_ms = clog_ms();
+	if (TAILQ_NEXT(cl, open_entry) != NULL) {
+		TAILQ_REMOVE(&clog_lru, cl, open_entry);
+		TAILQ_INSERT_TAIL(&clog_lru, cl, open_entry);
+	}
+}
+
+/* Close the .log of one log if it is open, syncing what was written. */
+static void
+clog_log_close(struct consolelog *cl)
+{
+	if (cl->fd == -1)
+		return;
+	if (cl->need_sync && fdatasync(cl->fd) == -1)
+		clog_warn(cl, "fdatasync", errno);
+	cl->need_sync = false;
+	close(cl->fd);
+	cl->fd = -1;
+	TAILQ_REMOVE(&clog_lru, cl, open_entry);
+	clog_nopen--;
+}
+
 /*
- * Open whichever of the two files is not open. Returns 0, or -1 with errno
- * set if either is still closed.
+ * Close one open .log to make room: the least recently used clean one (no
+ * bytes buffered, nothing to sync), else the least recently used one,
+ * written out first if flush is set. A log in the middle of writing is
+ * never picked. Returns 0, or -1 if there was none to close.
  */
 static int
-clog_open_files(struct consolelog *cl)
+clog_evict(bool flush)
+{
+	struct consolelog *cl, *victim = NULL;
+
+	TAILQ_FOREACH(cl, &clog_lru, open_entry) {
+		if (cl->emitting)
+			continue;
+		if (victim == NULL)
+			victim = cl;
+		if (!cl->need_sync && (cl->buf == NULL || cl->buf->len == 0)) {
+			victim = cl;
+			break;
+		}
+	}
+	if (victim == NULL)
+		return (-1);
+	if (flush && !clog_evicting) {
+		clog_evicting = true;
+		clog_flush(victim);
+		clog_evicting = false;
+	}
+	clog_log_close(victim);
+	return (0);
+}
+
+/*
+ * Open the .log of a log if it is not open, taking its size from the
+ * file, and closing another one first if clog_max_open are open. Returns
+ * 0, or -1 with errno set.
+ */
+static int
+clog_log_open(struct consolelog *cl)
 {
 	char name[NAME_MAX + 1];
-	int rv = 0, saved = 0;
+	uint64_t size;
+	int fd;
+
+	if (cl->fd != -1)
+		return (0);
+	if (clog_dirfd == -1) {
+		errno = EBADF;
+		return (-1);
+	}
+	while (clog_nopen >= (u_int)clog_max_open && clog_evict(true) == 0)
+		;
+	clog_name(name, sizeof name, cl->id, ".log", 0);
+	if ((fd = clog_openat(name, true, &size)) == -1)
+		return (-1);
+	cl->fd = fd;
+	cl->size = size;
+	cl->need_sync = false;
+	cl->used_ms = clog_ms();
+	TAILQ_INSERT_TAIL(&clog_lru, cl, open_entry);
+	clog_nopen++;
+	clog_arm_idle();
+	return (0);
+}
+
+/*
+ * Create (if needed) and check the files of a log without keeping them
+ * open: the .log too if log is set (its size is taken), then the .events.
+ * Returns 0, or -1 with errno set.
+ */
+static int
+clog_touch(struct consolelog *cl, bool log)
+{
+	char name[NAME_MAX + 1];
+	uint64_t size;
+	int fd;
 
 	if (clog_dirfd == -1) {
 		errno = EBADF;
 		return (-1);
 	}
-	if (cl->fd == -1) {
+	if (log && cl->fd == -1) {
 		clog_name(name, sizeof name, cl->id, ".log", 0);
-		if ((cl->fd = clog_openat(name, &cl->size)) == -1) {
-			saved = errno;
-			rv = -1;
-		}
+		if ((fd = clog_openat(name, true, &size)) == -1)
+			return (-1);
+		close(fd);
+		cl->size = size;
 	}
-	if (cl->efd == -1 && cl->fd != -1) {
-		clog_name(name, sizeof name, cl->id, ".events", 0);
-		if ((cl->efd = clog_openat(name, &cl->esize)) == -1) {
-			saved = errno;
-			rv = -1;
-		}
+	clog_name(name, sizeof name, cl->id, ".events", 0);
+	if ((fd = clog_openat(name, true, &size)) == -1)
+		return (-1);
+	close(fd);
+	return (0);
+}
+
+/* Sync the sidecar if a line went in since the last sync. */
+static void
+clog_sync_events(struct consolelog *cl)
+{
+	char name[NAME_MAX + 1];
+	uint64_t size;
+	int fd;
+
+	if (!cl->eneed_sync)
+		return;
+	cl->eneed_sync = false;
+	if (clog_dirfd == -1)
+		return;
+	clog_name(name, sizeof name, cl->id, ".events", 0);
+	if ((fd = clog_openat(name, false, &size)) == -1) {
+		if (errno != ENOENT)
+			clog_warn(cl, "cannot open events to sync", errno);
+		return;
 	}
-	errno = saved;
+	if (fdatasync(fd) == -1)
+		clog_warn(cl, "fdatasync events", errno);
+	close(fd);
+}
+
+/* Cut the sidecar back to size bytes. Returns 0 or -1. */
+static int
+clog_events_cut(struct consolelog *cl, uint64_t size)
+{
+	char name[NAME_MAX + 1];
+	uint64_t now;
+	int fd, rv;
+
+	if (clog_dirfd == -1)
+		return (-1);
+	clog_name(name, sizeof name, cl->id, ".events", 0);
+	if ((fd = clog_openat(name, false, &now)) == -1)
+		return (-1);
+	rv = now < size ? -1 : ftruncate(fd, (off_t)size);
+	close(fd);
 	return (rv);
 }
 
-/* Close both files, syncing what was written. */
+/* Close the .log and sync both files. */
 static void
 clog_close_files(struct consolelog *cl)
 {
-	if (cl->fd != -1) {
-		if (cl->need_sync && fdatasync(cl->fd) == -1)
-			clog_warn(cl, "fdatasync", errno);
-		close(cl->fd);
-		cl->fd = -1;
-	}
-	if (cl->efd != -1) {
-		if (cl->eneed_sync && fdatasync(cl->efd) == -1)
-			clog_warn(cl, "fdatasync events", errno);
-		close(cl->efd);
-		cl->efd = -1;
-	}
-	cl->need_sync = cl->eneed_sync = false;
+	clog_log_close(cl);
+	clog_sync_events(cl);
 }
 
 /* Shift "<id><suffix>" to ".1", ".1" to ".2"... deleting the oldest. */
@@ -353,6 +538,8 @@ clog_rotate(struct consolelog *cl)
 		cl->size = (uint64_t)st.st_size;
 		return;
 	}
+	/* Sync the sidecar while its name is still the current one. */
+	clog_sync_events(cl);
 	if (clog_shift(cl, ".log", keep) == -1) {
 		clog_warn(cl, "cannot rotate", errno);
 		cl->rotate_retry = clog_now() + CLOG_WARN_SECS;
@@ -362,9 +549,9 @@ clog_rotate(struct consolelog *cl)
 		clog_warn(cl, "cannot rotate events", errno);
 	cl->rotate_retry = 0;
 	cl->rotations++;
-	clog_close_files(cl);
-	cl->size = cl->esize = 0;
-	if (clog_open_files(cl) == -1)
+	clog_log_close(cl);
+	cl->size = 0;
+	if (clog_log_open(cl) == -1 || clog_touch(cl, false) == -1)
 		clog_warn(cl, "cannot open after rotation", errno);
 }
 
@@ -372,36 +559,43 @@ clog_rotate(struct consolelog *cl)
 static int
 clog_event_line(struct consolelog *cl, struct evbuffer *line)
 {
+	char name[NAME_MAX + 1];
 	size_t len = evbuffer_get_length(line), off = 0;
 	const uint8_t *p;
+	uint64_t start;
 	ssize_t n;
+	int fd;
 
-	if (cl->efd == -1) {
-		(void)clog_open_files(cl);
-		if (cl->efd == -1) {
-			cl->werrno = errno != 0 ? errno : EBADF;
-			return (-1);
-		}
+	if (clog_dirfd == -1) {
+		cl->werrno = errno = EBADF;
+		return (-1);
+	}
+	/* Open, write, close: an events-only port keeps no fd. */
+	clog_name(name, sizeof name, cl->id, ".events", 0);
+	if ((fd = clog_openat(name, true, &start)) == -1) {
+		cl->werrno = errno;
+		return (-1);
 	}
 	p = evbuffer_pullup(line, -1);
 	while (off < len) {
-		n = write(cl->efd, p + off, len - off);
+		n = write(fd, p + off, len - off);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n <= 0) {
 			if (n == 0)
 				errno = ENOSPC;
 			cl->werrno = errno;
-			if (off > 0 &&
-			    ftruncate(cl->efd, (off_t)cl->esize) == -1)
+			if (off > 0 && ftruncate(fd, (off_t)start) == -1)
 				clog_warn(cl, "cannot cut partial event",
 				    errno);
+			close(fd);
 			errno = cl->werrno;
 			return (-1);
 		}
 		off += (size_t)n;
 	}
-	cl->esize += len;
+	close(fd);
+	cl->elast = start;
 	cl->eneed_sync = true;
 	return (0);
 }
@@ -554,6 +748,10 @@ clog_put(struct consolelog *cl, const uint8_t *p, size_t len)
 	ssize_t n;
 
 	while (off < len) {
+		if (cl->fd == -1 && clog_log_open(cl) == -1) {
+			cl->werrno = errno;
+			break;
+		}
 		if (cfg.log_max_size > 0 && cl->size >= cfg.log_max_size)
 			clog_rotate(cl);
 		if (cl->fd == -1) {
@@ -574,6 +772,7 @@ clog_put(struct consolelog *cl, const uint8_t *p, size_t len)
 		off += (size_t)n;
 		cl->size += (uint64_t)n;
 		cl->need_sync = true;
+		clog_used(cl);
 	}
 	return (off);
 }
@@ -586,19 +785,22 @@ static void
 clog_emit(struct consolelog *cl, const uint8_t *p, size_t len,
     const struct clog_buf *b)
 {
-	uint64_t esize = cl->esize, missed = cl->missed, at = cl->size;
+	uint64_t missed = cl->missed, at;
 	uint64_t rotations = cl->rotations;
 	size_t done = 0, lost;
 
-	if ((cl->fd == -1 || cl->efd == -1) && clog_open_files(cl) == -1)
+	cl->emitting = true;
+	/* Open first: the gap event needs the size of the file. */
+	if (clog_log_open(cl) == -1)
 		cl->werrno = errno;
+	at = cl->size;
 	if (cl->missed == 0 || clog_gap(cl) == 0)
 		done = clog_put(cl, p, len);
+	cl->emitting = false;
 	if (missed > 0 && cl->missed == 0) {
 		if (done == 0 && cl->rotations == rotations &&
-		    ftruncate(cl->efd, (off_t)esize) == 0) {
+		    clog_events_cut(cl, cl->elast) == 0) {
 			/* Still failing: take the gap event back. */
-			cl->esize = esize;
 			cl->missed = missed;
 		} else if (cl->warned_unresolved) {
 			log_info("console log %s: writing again, %" PRIu64
@@ -621,7 +823,7 @@ clog_flush(struct consolelog *cl)
 {
 	struct clog_buf *b = cl->buf;
 
-	if (b == NULL || b->len == 0)
+	if (b == NULL || b->len == 0 || cl->emitting)
 		return;
 	clog_emit(cl, b->data, b->len, b);
 	b->len = 0;
@@ -648,9 +850,8 @@ clog_sync(struct consolelog *cl)
 {
 	if (cl->fd != -1 && cl->need_sync && fdatasync(cl->fd) == -1)
 		clog_warn(cl, "fdatasync", errno);
-	if (cl->efd != -1 && cl->eneed_sync && fdatasync(cl->efd) == -1)
-		clog_warn(cl, "fdatasync events", errno);
-	cl->need_sync = cl->eneed_sync = false;
+	cl->need_sync = false;
+	clog_sync_events(cl);
 }
 
 /* Write, free and sync the buffers of every dirty log. */
@@ -667,6 +868,52 @@ clog_tick(evutil_socket_t fd, short events, void *arg)
 		cl->buf = NULL;
 		clog_sync(cl);
 	}
+}
+
+/*
+ * Close every .log that had no data for clog_idle_ms, after a last flush
+ * and sync, then wait for the next one to become idle.
+ */
+static void
+clog_idle(evutil_socket_t fd, short events, void *arg)
+{
+	struct consolelog *cl;
+	uint64_t now = clog_ms();
+
+	while ((cl = TAILQ_FIRST(&clog_lru)) != NULL &&
+	    now - cl->used_ms >= (uint64_t)clog_idle_ms) {
+		clog_flush(cl);
+		if (cl->buf != NULL && cl->buf->len == 0) {
+			free(cl->buf);
+			cl->buf = NULL;
+		}
+		clog_sync(cl);
+		clog_log_close(cl);
+	}
+	clog_arm_idle();
+}
+
+/* Arm the idle timer for the least recently used open .log, if any. */
+static void
+clog_arm_idle(void)
+{
+	struct consolelog *cl;
+	struct timeval tv;
+	uint64_t now, left;
+
+	if (ev_base == NULL || (cl = TAILQ_FIRST(&clog_lru)) == NULL)
+		return;
+	if (clog_idle_timer == NULL &&
+	    (clog_idle_timer = evtimer_new(ev_base, clog_idle, NULL)) == NULL)
+		fatalx("%s: evtimer_new", __func__);
+	if (evtimer_pending(clog_idle_timer, NULL))
+		return;
+	now = clog_ms();
+	left = (uint64_t)clog_idle_ms;
+	left = now - cl->used_ms < left ? left - (now - cl->used_ms) : 0;
+	tv.tv_sec = (time_t)(left / 1000);
+	tv.tv_usec = (suseconds_t)(left % 1000) * 1000 + 1000;
+	evtimer_add(clog_idle_timer, &tv);
 }
 
 /* Put a log on the dirty list and arm the sync timer. */
@@ -827,6 +1074,10 @@ consolelog_shutdown(void)
 		event_free(clog_timer);
 		clog_timer = NULL;
 	}
+	if (clog_idle_timer != NULL) {
+		event_free(clog_idle_timer);
+		clog_idle_timer = NULL;
+	}
 	if (clog_dirfd != -1)
 		close(clog_dirfd);
 	clog_dirfd = -1;
@@ -867,11 +1118,11 @@ consolelog_open(const char *port_id)
 	}
 	cl = xcalloc(1, sizeof *cl);
 	cl->id = xstrdup(port_id);
-	cl->fd = cl->efd = -1;
+	cl->fd = -1;
 	cl->at_bol = true;
-	if (clog_open_files(cl) == -1) {
+	/* Create and check both files now; keep neither open. */
+	if (clog_touch(cl, true) == -1) {
 		log_warn("console log %s: cannot open", port_id);
-		clog_close_files(cl);
 		free(cl->id);
 		free(cl);
 		return (NULL);
@@ -896,6 +1147,7 @@ consolelog_write(struct consolelog *cl, const uint8_t *p, size_t len)
 	    (cl->buf == NULL || cl->buf->len == 0)) {
 		clog_emit(cl, p, len, NULL);
 		cl->at_bol = p[len - 1] == '\n';
+		clog_used(cl);
 		clog_mark_dirty(cl);
 		return;
 	}
@@ -933,6 +1185,7 @@ consolelog_write(struct consolelog *cl, const uint8_t *p, size_t len)
 		if (b->len == CLOG_BUFSZ)
 			clog_flush(cl);
 	}
+	clog_used(cl);
 	clog_mark_dirty(cl);
 }
 
@@ -940,14 +1193,25 @@ consolelog_write(struct consolelog *cl, const uint8_t *p, size_t len)
 void
 consolelog_event(struct consolelog *cl, const char *event, const char *detail)
 {
+	char name[NAME_MAX + 1];
 	struct evbuffer *b;
 	struct stat st;
 
 	if (cl == NULL || cl->off || event == NULL)
 		return;
 	clog_flush(cl);
-	if (cl->fd != -1 && fstat(cl->fd, &st) == 0)
-		cl->size = (uint64_t)st.st_size;
+	/* The offset is the size of the file, open or not. */
+	if (cl->fd != -1) {
+		if (fstat(cl->fd, &st) == 0)
+			cl->size = (uint64_t)st.st_size;
+	} else if (clog_dirfd != -1) {
+		clog_name(name, sizeof name, cl->id, ".log", 0);
+		if (fstatat(clog_dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			if (S_ISREG(st.st_mode))
+				cl->size = (uint64_t)st.st_size;
+		} else if (errno == ENOENT)
+			cl->size = 0;
+	}
 	if (cl->missed > 0)
 		(void)clog_gap(cl);
 	b = clog_event_start(cl, event);
@@ -986,8 +1250,9 @@ consolelog_close(struct consolelog *cl)
 
 /*
  * SIGHUP: write out and close every file, re-read the log settings
- * (directory, on/off) and open each file again by name, so files that
- * logrotate moved away are left behind.
+ * (directory, on/off) and create/check each file again by name, so files
+ * that logrotate moved away are left behind; the .log opens again on the
+ * next write.
  */
 void
 consolelog_reopen_all(void)
@@ -1018,7 +1283,8 @@ consolelog_reopen_all(void)
 			continue;
 		cl->rotate_retry = 0;
 		clog_set_path(cl);
-		if (clog_open_files(cl) == -1) {
+		/* Create and check the files by name; the .log opens lazily. */
+		if (clog_touch(cl, true) == -1) {
 			cl->werrno = errno;
 			clog_warn(cl, "cannot reopen", errno);
 		}

@@ -520,6 +520,7 @@ port_unbind_vm(struct port *p, struct vm_session *vs)
 	/* Nothing will drain: let clients type (input is discarded). */
 	port_vm_writable(p);
 	port_check_expiry(p);
+	vm_claim_resolve(p);
 }
 
 /* Keep the last cfg.replay_size bytes of output for new clients. */
@@ -686,6 +687,11 @@ port_free(struct port *p)
 	struct vm_session *vs;
 
 	vmotion_port_reset(p, "port removed", false);
+	if (p->claimant != NULL) {
+		p->claimant->claiming = NULL;
+		vm_close(p->claimant, "port removed");
+		p->claimant = NULL;
+	}
 	TAILQ_FOREACH(vs, &vm_sessions, entry) {
 		if (vs->late_port == p)
 			vs->late_port = NULL;

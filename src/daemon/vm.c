@@ -33,11 +33,26 @@
 
 struct vm_sessions vm_sessions = TAILQ_HEAD_INITIALIZER(vm_sessions);
 u_int n_vm_sessions;
+u_int n_unidentified;
+uint64_t vm_refused_allow, vm_refused_limit, vm_takeovers_refused;
+
+/* cfg.vm_allow, parsed. */
+static struct cidr vm_allow[VSPCD_MAX_ALLOW];
+static int n_vm_allow;
+
+/* Dead-peer detection on VM connections (seconds). */
+#define VM_KEEPIDLE		15
+#define VM_KEEPINTVL		5
+#define VM_KEEPCNT		4
+#define VM_USER_TIMEOUT_MS	45000
+/* A peer that ACKed within this many ms is alive (keepalive answers). */
+#define VM_ALIVE_ACK_MS		(VM_KEEPIDLE + 2 * VM_KEEPINTVL) * 1000
 
 static void	vm_read_cb(struct bufferevent *, void *);
 static void	vm_write_cb(struct bufferevent *, void *);
 static void	vm_event_cb(struct bufferevent *, short, void *);
 static void	vm_telnet_cb(void *, const struct telnet_event *);
+static void	vm_try_bind(struct vm_session *);
 
 /* Queue a VMWARE-EXT command. */
 void
@@ -118,6 +133,126 @@ vm_pause_read(struct vm_session *vs, bool pause)
 		bufferevent_enable(vs->bev, EV_READ);
 }
 
+/* Parse the VM-side allowlist (start and reload). */
+void
+vm_policy_reload(void)
+{
+	int i;
+
+	n_vm_allow = 0;
+	for (i = 0; i < cfg.n_vm_allow && i < VSPCD_MAX_ALLOW; i++) {
+		if (cidr_parse(cfg.vm_allow[i], &vm_allow[n_vm_allow]) == 0)
+			n_vm_allow++;
+	}
+}
+
+/* True if the allowlist admits sa (an empty list admits everyone). */
+static bool
+vm_allowed(const struct sockaddr *sa)
+{
+	int i;
+
+	if (n_vm_allow == 0)
+		return (true);
+	for (i = 0; i < n_vm_allow; i++) {
+		if (cidr_match(&vm_allow[i], sa))
+			return (true);
+	}
+	return (false);
+}
+
+/* The session no longer counts as unidentified. */
+void
+vm_identified(struct vm_session *vs)
+{
+	if (vs->unidentified) {
+		vs->unidentified = false;
+		n_unidentified--;
+	}
+}
+
+/* True if the port's connection answered TCP recently (keepalive ACKs). */
+static bool
+vm_peer_alive(struct vm_session *vs)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof ti;
+
+	if (getsockopt(bufferevent_getfd(vs->bev), IPPROTO_TCP, TCP_INFO, &ti,
+	    &len) == -1)
+		return (false);
+	return (ti.tcpi_state == TCP_ESTABLISHED &&
+	    ti.tcpi_last_ack_recv <= VM_ALIVE_ACK_MS);
+}
+
+/*
+ * Another host claims a port whose connection is up, outside a vMotion.
+ * The claimant waits (unbound, its output held) up to cfg.takeover_wait:
+ * if the old connection goes away it is bound at once; at the deadline it
+ * takes over if the old peer has stopped answering TCP (keepalive), and is
+ * refused if the old one is alive. So a live console is never silently
+ * taken over, and a VM restarted on another host waits at most
+ * takeover_wait for its dead predecessor.
+ */
+static void
+vm_claim(struct vm_session *vs, struct port *p)
+{
+	struct timeval tv = { cfg.takeover_wait, 0 };
+
+	if (p->claimant != NULL && p->claimant != vs) {
+		p->claimant->claiming = NULL;
+		vm_close(p->claimant, "superseded by a newer claimant");
+	}
+	p->claimant = vs;
+	vs->claiming = p;
+	evtimer_add(vs->timer, &tv);
+	log_warnx("port %s: %s claims it while %s holds it; waiting up to "
+	    "%d s", p->id, vs->addr, p->vm->addr, cfg.takeover_wait);
+}
+
+/* The port's connection left: a waiting claimant takes the port. */
+void
+vm_claim_resolve(struct port *p)
+{
+	struct vm_session *vs = p->claimant;
+
+	if (vs == NULL || p->vm != NULL)
+		return;
+	p->claimant = NULL;
+	vs->claiming = NULL;
+	evtimer_del(vs->timer);
+	log_info("port %s: claimant %s takes over", p->id, vs->addr);
+	vm_try_bind(vs);
+}
+
+/* The claimant's deadline: take over from a dead peer or give up. */
+static void
+vm_claim_timeout(struct vm_session *vs)
+{
+	struct port *p = vs->claiming;
+	struct vm_session *old = p->vm;
+
+	if (old != NULL && vm_peer_alive(old)) {
+		vm_takeovers_refused++;
+		log_warnx("port %s: %s is still alive; claim by %s refused",
+		    p->id, old->addr, vs->addr);
+		p->claimant = NULL;
+		vs->claiming = NULL;
+		vm_close(vs, "port held by a live connection");
+		return;
+	}
+	if (old != NULL) {
+		/* Closing it unbinds the port, which binds the claimant. */
+		log_warnx("port %s: %s stopped answering; %s takes over",
+		    p->id, old->addr, vs->addr);
+		vm_close(old, "peer stopped answering; taken over");
+		return;
+	}
+	p->claimant = NULL;
+	vs->claiming = NULL;
+	vm_try_bind(vs);
+}
+
 /* Bind the session to its port once UUID and service URI are known. */
 static void
 vm_try_bind(struct vm_session *vs)
@@ -127,11 +262,19 @@ vm_try_bind(struct vm_session *vs)
 	uint8_t *data;
 
 	if (vs->port != NULL || !vs->have_uuid || !vs->proxy_ok || vs->dead ||
-	    vs->peer_of != NULL || vs->peer_rejected || vs->late_port != NULL)
+	    vs->peer_of != NULL || vs->peer_rejected || vs->late_port != NULL ||
+	    vs->claiming != NULL)
 		return;
 	p = port_find_key(vs->uuid, vs->uri);
 	if (p == NULL)
 		p = port_create(vs->uuid, vs->uri, vs->direction);
+	if (p->vm != NULL && p->vm != vs && !p->vm->retiring &&
+	    !sockaddr_same_host((struct sockaddr *)&p->vm->sa,
+	    (struct sockaddr *)&vs->sa)) {
+		vm_claim(vs, p);
+		return;
+	}
+	vm_identified(vs);
 	p->direction = vs->direction;
 	if (vs->name != NULL)
 		port_set_name(p, vs->name);
@@ -443,7 +586,9 @@ vm_timer(evutil_socket_t fd, short events, void *arg)
 {
 	struct vm_session *vs = arg;
 
-	if (vs->retiring)
+	if (vs->claiming != NULL)
+		vm_claim_timeout(vs);
+	else if (vs->retiring)
 		vm_close(vs, "retired connection did not drain");
 	else if (vs->late_port != NULL)
 		vm_close(vs, "old source after vMotion");
@@ -459,12 +604,43 @@ vm_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 {
 	struct vm_session *vs;
 	struct timeval tv;
-	int one = 1;
+	char addr[64];
+	int one = 1, idle = VM_KEEPIDLE, intvl = VM_KEEPINTVL;
+	int cnt = VM_KEEPCNT, uto = VM_USER_TIMEOUT_MS;
+	static time_t last_warn;
 
+	/* Network policy and caps, before any byte is read. */
+	if (!vm_allowed(sa) || n_vm_sessions >= (u_int)cfg.max_vm_connections ||
+	    n_unidentified >= (u_int)cfg.max_unidentified ||
+	    (cfg.max_vm_per_source > 0 && source_count(SOURCE_VM, sa, 0) >=
+	    cfg.max_vm_per_source)) {
+		if (!vm_allowed(sa))
+			vm_refused_allow++;
+		else
+			vm_refused_limit++;
+		if (time(NULL) != last_warn) {
+			last_warn = time(NULL);
+			listener_addr_str(sa, addr, sizeof addr);
+			log_warnx("vm %s: refused (%s)", addr, vm_allowed(sa) ?
+			    "connection limit" : "not in vm-allow");
+		}
+		evutil_closesocket(fd);
+		return;
+	}
 	vs = xcalloc(1, sizeof *vs);
 	listener_addr_str(sa, vs->addr, sizeof vs->addr);
+	if ((size_t)salen <= sizeof vs->sa)
+		memcpy(&vs->sa, sa, (size_t)salen);
+	source_count(SOURCE_VM, sa, 1);
+	vs->counted_src = true;
+	vs->unidentified = true;
+	n_unidentified++;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof uto);
 	vs->bev = bufferevent_socket_new(ev_base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (vs->bev == NULL) {
 		log_warnx("vm %s: cannot create bufferevent", vs->addr);
@@ -547,6 +723,14 @@ void
 vm_close(struct vm_session *vs, const char *reason)
 {
 	vmotion_vm_closed(vs);
+	vm_identified(vs);
+	if (vs->counted_src)
+		source_count(SOURCE_VM, (struct sockaddr *)&vs->sa, -1);
+	if (vs->claiming != NULL) {
+		if (vs->claiming->claimant == vs)
+			vs->claiming->claimant = NULL;
+		vs->claiming = NULL;
+	}
 	if (vs->port != NULL) {
 		log_info("vm %s: port %s disconnected: %s", vs->addr,
 		    vs->port->id, reason);

@@ -332,6 +332,7 @@ vmotion_peer(struct vm_session *vs, const uint8_t *cookie, size_t len)
 		return;
 	}
 	vm = match;
+	vm_identified(vs);
 	vmotion_unpublish(vm);		/* single use */
 	vm->dst = vs;
 	vs->peer_of = vm;

@@ -249,6 +249,7 @@ reload(void)
 	ncfg.foreground = cfg.foreground;
 	config_swap(&ncfg);
 	log_set_level(cfg.verbose > 0 ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	vm_policy_reload();
 	consolelog_reopen_all();
 	write_listeners();
 	log_info("reload: configuration applied");
@@ -293,6 +294,7 @@ main(int argc, char **argv)
 		    "remembered");
 	port_state_load();
 	consolelog_init();
+	vm_policy_reload();
 
 	if (listeners_apply(&cfg, true) == -1)
 		exit(1);

@@ -40,6 +40,7 @@
 
 #define VSPCD_MAX_VM_LISTEN	16
 #define VSPCD_MAX_URIS		32
+#define VSPCD_MAX_ALLOW		64
 #define VSPCD_NAME_MAX		1024	/* VM names longer than this are cut */
 #define VSPCD_URI_MAX		1024	/* service URIs longer are refused */
 #define VSPCD_LABEL_MAX		33
@@ -83,6 +84,17 @@ struct config {
 	size_t		 replay_size;		/* per-port replay ring; 0: off */
 	int		 replay_telnet;		/* replay on telnet attach */
 	int		 state_expiry_days;	/* forget ports not seen since */
+
+	/* Abuse limits and VM-side network policy. */
+	char		*vm_allow[VSPCD_MAX_ALLOW];	/* CIDRs; none: any */
+	int		 n_vm_allow;
+	int		 max_vm_connections;
+	int		 max_vm_per_source;	/* 0: no limit */
+	int		 max_unidentified;
+	int		 max_clients;
+	int		 max_clients_per_source;
+	int		 frontdoor_timeout;	/* s to name a console */
+	int		 takeover_wait;		/* s a claimant waits */
 };
 
 enum vmotion_state {
@@ -122,6 +134,7 @@ struct port {
 	uint8_t			 direction;	/* 'S' or 'C' */
 
 	struct vm_session	*vm;		/* active connection or NULL */
+	struct vm_session	*claimant;	/* waiting to take over (policy) */
 	struct vmotion		*vmotion;	/* hand-over under way or NULL */
 	struct evbuffer		*hold;		/* client input held (vMotion) */
 	struct evbuffer		*replay;	/* last cfg.replay_size bytes */
@@ -154,6 +167,7 @@ struct vm_session {
 	struct telnet		 tn;
 	struct port		*port;		/* bound port or NULL */
 	struct vmotion		*peer_of;	/* destination of this vMotion */
+	struct port		*claiming;	/* waiting to take this port */
 	struct port		*late_port;	/* old source after COMPLETE */
 	bool			 peer_rejected;	/* sent a bad PEER: never bind */
 	bool			 late_logged;
@@ -175,6 +189,9 @@ struct vm_session {
 	bool			 retiring;	/* replaced; closing after drain */
 	bool			 dead;		/* close after current callback */
 	bool			 read_paused;
+	bool			 counted_src;	/* in the per-source table */
+	bool			 unidentified;	/* counted in n_unidentified */
+	struct sockaddr_storage	 sa;		/* peer address */
 	u_int			 errors;
 	uint64_t		 bytes_in;
 };
@@ -196,6 +213,9 @@ struct client {
 	uint64_t		 gap;		/* skipped since the last notice */
 	bool			 dead;
 	bool			 paused;
+	bool			 counted_src;
+	struct event		*timer;		/* front-door deadline */
+	struct sockaddr_storage	 sa;
 	char			 addr[64];
 };
 
@@ -214,6 +234,17 @@ struct evconnlistener *listener_open_addr(const char *host, int port,
     evconnlistener_cb cb, void *arg, int *bound_port);
 int	listener_split(const char *spec, char *host, size_t hostlen,
 	    int *port);
+struct cidr {
+	int		 family;
+	uint8_t		 addr[16];
+	int		 bits;
+};
+int	cidr_parse(const char *, struct cidr *);
+bool	cidr_match(const struct cidr *, const struct sockaddr *);
+#define SOURCE_VM	0
+#define SOURCE_CLIENT	1
+int	source_count(int kind, const struct sockaddr *, int delta);
+bool	sockaddr_same_host(const struct sockaddr *, const struct sockaddr *);
 void	listener_addr_str(const struct sockaddr *, char *, size_t);
 
 /* port.c */
@@ -240,6 +271,11 @@ struct port *port_next(struct port *);
 bool	port_uri_is_bare(const char *uri);
 
 /* vm.c */
+extern u_int	 n_unidentified;
+extern uint64_t	 vm_refused_allow, vm_refused_limit, vm_takeovers_refused;
+void	vm_policy_reload(void);
+void	vm_claim_resolve(struct port *);
+void	vm_identified(struct vm_session *);
 void	vm_accept_cb(struct evconnlistener *, evutil_socket_t,
 	    struct sockaddr *, int, void *);
 void	vm_send_data(struct vm_session *, const uint8_t *, size_t);
@@ -267,6 +303,7 @@ void	vmotion_port_reset(struct port *, const char *, bool);
 bool	vmotion_holding(struct port *);
 
 /* client.c */
+extern uint64_t	 client_refused_limit;
 void	client_accept_frontdoor_cb(struct evconnlistener *, evutil_socket_t,
 	    struct sockaddr *, int, void *);
 void	client_accept_port_cb(struct evconnlistener *, evutil_socket_t,
