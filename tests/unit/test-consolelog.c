@@ -1,12 +1,14 @@
 /*
  * Unit tests for the console logs (src/daemon/consolelog.c): exact bytes,
  * timestamps, the events sidecar, rotation, hostile ids and symlinks,
- * ENOSPC gap accounting (root only, on a 1 MiB tmpfs) and tail.
+ * ENOSPC gap accounting (root only, on a 1 MiB tmpfs), tail, and the fd
+ * policy: idle .log files closed, a cap on open ones, sidecar never open.
  */
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -25,6 +27,9 @@ struct config		 cfg;
 struct event_base	*ev_base;
 
 #define ID	"0123456789abcdef0123456789abcdef"
+
+/* In consolelog.c, for tests: idle ms before a .log closes, most open. */
+extern void	consolelog_test_tune(int idle_ms, int max_open);
 
 static char	 root[64];
 static char	 logdir[128];
@@ -49,6 +54,7 @@ setup(void)
 	cfg.log_dir = logdir;
 	cfg.log_keep = 5;
 	cfg.log_sync_ms = 1000;
+	consolelog_test_tune(0, 0);
 	consolelog_init();
 }
 
@@ -57,7 +63,62 @@ static void
 teardown(void)
 {
 	consolelog_shutdown();
+	consolelog_test_tune(0, 0);
 	nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/*
+ * Count this process's open fds: all of them, or only those on files in
+ * the log directory whose name ends in suffix.
+ */
+static int
+count_fds(const char *suffix)
+{
+	char path[300], target[1024];
+	struct dirent *de;
+	size_t dlen = strlen(logdir), slen;
+	ssize_t n;
+	DIR *d;
+	int count = 0;
+
+	if ((d = opendir("/proc/self/fd")) == NULL)
+		abort();
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.' || atoi(de->d_name) == dirfd(d))
+			continue;
+		if (suffix == NULL) {
+			count++;
+			continue;
+		}
+		snprintf(path, sizeof path, "/proc/self/fd/%s", de->d_name);
+		if ((n = readlink(path, target, sizeof target - 1)) <= 0)
+			continue;
+		target[n] = '\0';
+		slen = strlen(suffix);
+		if ((size_t)n > dlen + slen && strncmp(target, logdir,
+		    dlen) == 0 && target[dlen] == '/' &&
+		    strcmp(target + n - slen, suffix) == 0)
+			count++;
+	}
+	closedir(d);
+	return (count);
+}
+
+/* Run the event loop until no .log is open, for at most ms milliseconds. */
+static void
+wait_closed(int ms)
+{
+	struct timespec t0, t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (count_fds(".log") > 0) {
+		event_base_loop(ev_base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		usleep(2000);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		if ((t1.tv_sec - t0.tv_sec) * 1000 +
+		    (t1.tv_nsec - t0.tv_nsec) / 1000000 > ms)
+			break;
+	}
 }
 
 /* Return a path in the log directory (static buffer). */
@@ -223,17 +284,24 @@ test_sync_tick(void)
 
 	setup();
 	cfg.log_sync_ms = 20;
+	consolelog_test_tune(50, 0);
 	cl = consolelog_open(ID);
 	ASSERT_TRUE(cl != NULL);
+	ASSERT_INT_EQ(count_fds(".log"), 0);
 	consolelog_write(cl, (const uint8_t *)"hello", 5);
 	got = slurp(lpath(ID ".log"), &glen);
 	free(got);
 	ASSERT_SIZE_EQ(glen, 0);	/* buffered */
+	ASSERT_INT_EQ(count_fds(".log"), 0);	/* not opened yet */
 	event_base_loop(ev_base, EVLOOP_ONCE);
 	got = slurp(lpath(ID ".log"), &glen);
 	ASSERT_MEM_EQ(got, glen, "hello", 5);
 	free(got);
-	/* Idle: nothing armed, the loop has nothing to do. */
+	ASSERT_INT_EQ(count_fds(".log"), 1);	/* open while active */
+	/* The idle timer closes it... */
+	event_base_loop(ev_base, EVLOOP_ONCE);
+	ASSERT_INT_EQ(count_fds(".log"), 0);
+	/* ...then nothing is armed, the loop has nothing to do. */
 	ASSERT_INT_EQ(event_base_loop(ev_base, EVLOOP_NONBLOCK), 1);
 	consolelog_close(cl);
 	teardown();
@@ -844,6 +912,264 @@ test_enospc(void)
 	teardown();
 }
 
+/*
+ * 3000 logs, each written once: while the data flows the .log files are
+ * open (never more than the default cap), once idle they are closed and
+ * the process holds far fewer fds than logs. Writing again reopens and
+ * appends; everything is in place after shutdown.
+ */
+static void
+test_many_idle(void)
+{
+	enum { NLOG = 3000 };
+	struct consolelog **cl;
+	char id[64], data[64], name[96];
+	uint8_t *got;
+	size_t glen, dlen;
+	int i, base, open_max = 0, n;
+
+	setup();
+	cfg.log_sync_ms = 10;
+	consolelog_test_tune(100, 0);
+	base = count_fds(NULL);
+	cl = calloc(NLOG, sizeof *cl);
+	for (i = 0; i < NLOG; i++) {
+		snprintf(id, sizeof id, ID ".p%d", i);
+		cl[i] = consolelog_open(id);
+		ASSERT_TRUE(cl[i] != NULL);
+	}
+	/* Open ports cost no fd. */
+	ASSERT_INT_EQ(count_fds(NULL), base);
+	for (i = 0; i < NLOG; i++) {
+		dlen = (size_t)snprintf(data, sizeof data, "first %d\n", i);
+		consolelog_write(cl[i], (const uint8_t *)data, dlen);
+	}
+	event_base_loop(ev_base, EVLOOP_ONCE);	/* the sync tick */
+	n = count_fds(".log");
+	if (n > open_max)
+		open_max = n;
+	ASSERT_TRUE(open_max > 0 && open_max <= 1024);
+	wait_closed(5000);
+	n = count_fds(NULL);
+	printf("  many_idle: %d logs, %d .log fds open at most, %d fds "
+	    "after idle (%d before)\n", NLOG, open_max, n, base);
+	ASSERT_INT_EQ(count_fds(".log"), 0);
+	ASSERT_TRUE(n <= base + 2);
+	ASSERT_TRUE(n < NLOG / 100);
+
+	/* Reopened on the next write, appended to. */
+	for (i = 0; i < NLOG; i += 3) {
+		dlen = (size_t)snprintf(data, sizeof data, "again %d\n", i);
+		consolelog_write(cl[i], (const uint8_t *)data, dlen);
+	}
+	consolelog_shutdown();
+	ASSERT_INT_EQ(count_fds(NULL), base - 1);	/* the dir fd too */
+	for (i = 0; i < NLOG; i++) {
+		consolelog_close(cl[i]);
+		snprintf(name, sizeof name, ID ".p%d.log", i);
+		got = slurp(lpath(name), &glen);
+		ASSERT_TRUE(got != NULL);
+		dlen = (size_t)snprintf(data, sizeof data, "first %d\n", i);
+		if (i % 3 == 0)
+			dlen += (size_t)snprintf(data + dlen,
+			    sizeof data - dlen, "again %d\n", i);
+		ASSERT_MEM_EQ(got, glen, data, dlen);
+		free(got);
+	}
+	free(cl);
+	teardown();
+}
+
+/*
+ * A cap of 8 open .log fds and 50 files written round-robin, small
+ * (buffered) and large (direct) writes, events in between: never more
+ * than 8 open, every byte in its own file in order, every event offset
+ * exact.
+ */
+static void
+test_open_cap(void)
+{
+	enum { NLOG = 50, ROUNDS = 40, BIG = 9000 };
+	struct consolelog *cl[NLOG];
+	uint8_t *want[NLOG], *got, *big;
+	size_t wlen[NLOG], glen, n, nev, k;
+	char id[64], name[96], rec[64];
+	json_t *ev[ROUNDS];
+	int i, r, c, open_max = 0;
+
+	setup();
+	cfg.log_sync_ms = 1;
+	consolelog_test_tune(60000, 8);
+	big = pattern(BIG);
+	for (i = 0; i < NLOG; i++) {
+		snprintf(id, sizeof id, ID ".c%d", i);
+		cl[i] = consolelog_open(id);
+		ASSERT_TRUE(cl[i] != NULL);
+		want[i] = malloc(ROUNDS * (BIG + 64));
+		wlen[i] = 0;
+	}
+	for (r = 0; r < ROUNDS; r++) {
+		for (i = 0; i < NLOG; i++) {
+			if ((r + i) % 5 == 0) {
+				big[0] = (uint8_t)i;
+				big[1] = (uint8_t)r;
+				consolelog_write(cl[i], big, BIG);
+				memcpy(want[i] + wlen[i], big, BIG);
+				wlen[i] += BIG;
+			} else {
+				n = (size_t)snprintf(rec, sizeof rec,
+				    "<f%d r%d>", i, r);
+				consolelog_write(cl[i], (const uint8_t *)rec,
+				    n);
+				memcpy(want[i] + wlen[i], rec, n);
+				wlen[i] += n;
+			}
+			if ((r + i) % 7 == 3)
+				consolelog_event(cl[i], "mark", NULL);
+			if ((c = count_fds(".log")) > open_max)
+				open_max = c;
+			ASSERT_TRUE(c <= 8);
+		}
+		if (r % 4 == 0) {
+			usleep(2000);
+			event_base_loop(ev_base, EVLOOP_NONBLOCK);
+			if ((c = count_fds(".log")) > open_max)
+				open_max = c;
+			ASSERT_TRUE(c <= 8);
+		}
+	}
+	ASSERT_INT_EQ(open_max, 8);
+	consolelog_shutdown();
+	ASSERT_INT_EQ(count_fds(".log"), 0);
+	for (i = 0; i < NLOG; i++) {
+		consolelog_close(cl[i]);
+		snprintf(name, sizeof name, ID ".c%d.log", i);
+		got = slurp(lpath(name), &glen);
+		ASSERT_TRUE(got != NULL);
+		ASSERT_MEM_EQ(got, glen, want[i], wlen[i]);
+		free(got);
+		/* Each mark is at the size the log had at that point. */
+		snprintf(name, sizeof name, ID ".c%d.events", i);
+		nev = load_events(name, ev, nitems(ev));
+		for (r = 0, k = 0, glen = 0; r < ROUNDS; r++) {
+			glen += (r + i) % 5 == 0 ? BIG :
+			    (size_t)snprintf(rec, sizeof rec, "<f%d r%d>", i,
+			    r);
+			if ((r + i) % 7 != 3)
+				continue;
+			ASSERT_TRUE(k < nev);
+			ASSERT_INT_EQ(json_integer_value(json_object_get(ev[k],
+			    "offset")), (json_int_t)glen);
+			k++;
+		}
+		ASSERT_SIZE_EQ(k, nev);
+		free_events(ev, nev);
+		free(want[i]);
+	}
+	free(big);
+	teardown();
+}
+
+/*
+ * Across an idle close: the size is taken again at reopen (rotation and
+ * event offsets stay exact), and the reopen checks the file again: a
+ * symlink put in its place while closed is never followed.
+ */
+static void
+test_idle_reopen(void)
+{
+	char target[128];
+	struct consolelog *cl;
+	uint8_t *want, *got;
+	json_t *ev[8];
+	size_t glen, n;
+
+	setup();
+	cfg.log_sync_ms = 5;
+	cfg.log_max_size = 100;
+	cfg.log_keep = 3;
+	consolelog_test_tune(20, 0);
+	want = pattern(200);
+	cl = consolelog_open(ID);
+	ASSERT_TRUE(cl != NULL);
+	consolelog_write(cl, want, 60);
+	wait_closed(2000);
+	ASSERT_INT_EQ(count_fds(".log"), 0);
+	consolelog_event(cl, "idle", NULL);		/* offset 60 */
+	consolelog_write(cl, want + 60, 60);		/* 40 + rotate + 20 */
+	wait_closed(2000);
+	ASSERT_INT_EQ(count_fds(".log"), 0);
+	consolelog_event(cl, "after", NULL);		/* offset 20 */
+	got = slurp(lpath(ID ".log.1"), &glen);
+	ASSERT_MEM_EQ(got, glen, want, 100);
+	free(got);
+	got = slurp(lpath(ID ".log"), &glen);
+	ASSERT_MEM_EQ(got, glen, want + 100, 20);
+	free(got);
+	n = load_events(ID ".events.1", ev, nitems(ev));
+	ASSERT_SIZE_EQ(n, 1);
+	ASSERT_INT_EQ(json_integer_value(json_object_get(ev[0], "offset")),
+	    60);
+	free_events(ev, n);
+	n = load_events(ID ".events", ev, nitems(ev));
+	ASSERT_SIZE_EQ(n, 1);
+	ASSERT_INT_EQ(json_integer_value(json_object_get(ev[0], "offset")),
+	    20);
+	free_events(ev, n);
+
+	/* Closed: swap in a symlink; the next open refuses it. */
+	snprintf(target, sizeof target, "%s/target", root);
+	got = slurp(lpath(ID ".log"), &glen);
+	free(got);
+	ASSERT_INT_EQ(rename(lpath(ID ".log"), target), 0);
+	ASSERT_INT_EQ(symlink(target, lpath(ID ".log")), 0);
+	consolelog_write(cl, want + 120, 30);
+	event_base_loop(ev_base, EVLOOP_ONCE);
+	ASSERT_INT_EQ(count_fds(".log"), 0);
+	consolelog_close(cl);
+	got = slurp(target, &glen);
+	ASSERT_MEM_EQ(got, glen, want + 100, 20);
+	free(got);
+	free(want);
+	teardown();
+}
+
+/* A port with events and no data never holds an fd between events. */
+static void
+test_events_only(void)
+{
+	struct consolelog *cl;
+	json_t *ev[8];
+	size_t n;
+	int base;
+
+	setup();
+	cfg.log_sync_ms = 5;
+	base = count_fds(NULL);
+	cl = consolelog_open(ID);
+	ASSERT_TRUE(cl != NULL);
+	ASSERT_INT_EQ(count_fds(NULL), base);
+	consolelog_event(cl, "vm-connect", "10.0.0.1");
+	ASSERT_INT_EQ(count_fds(NULL), base);
+	consolelog_event(cl, "client-attach", "10.0.0.2");
+	ASSERT_INT_EQ(count_fds(NULL), base);
+	event_base_loop(ev_base, EVLOOP_ONCE);	/* sync tick */
+	ASSERT_INT_EQ(count_fds(NULL), base);
+	/* Nothing open, nothing dirty: no timer left armed. */
+	ASSERT_INT_EQ(event_base_loop(ev_base, EVLOOP_NONBLOCK), 1);
+	consolelog_event(cl, "vm-disconnect", NULL);
+	ASSERT_INT_EQ(count_fds(NULL), base);
+	consolelog_close(cl);
+	ASSERT_INT_EQ(count_fds(NULL), base);
+	n = load_events(ID ".events", ev, nitems(ev));
+	ASSERT_SIZE_EQ(n, 3);
+	while (n-- > 0)
+		ASSERT_INT_EQ(json_integer_value(json_object_get(ev[n],
+		    "offset")), 0);
+	free_events(ev, 3);
+	teardown();
+}
+
 int
 main(void)
 {
@@ -864,6 +1190,10 @@ main(void)
 	T_RUN(test_null);
 	T_RUN(test_gap_timestamps);
 	T_RUN(test_enospc);
+	T_RUN(test_many_idle);
+	T_RUN(test_open_cap);
+	T_RUN(test_idle_reopen);
+	T_RUN(test_events_only);
 	event_base_free(ev_base);
 	return (t_summary());
 }
