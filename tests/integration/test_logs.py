@@ -683,6 +683,13 @@ class TestApi(LogTestCase):
         st, _, body = d.api_raw('/api/v1/ports/%s/log' % pid)
         self.assertEqual((st, body), (200, allb[-len(body):]))
         self.assertEqual(len(body), min(len(allb), 4096 * 6))
+        # Two consoles of one VM name: 409 with the matching ids.
+        vm2, pid2 = self.vm(d, 0x80000000, 2, name='vm-apilog')
+        d.wait_ports(lambda ps: len(ps) == 2)
+        st, _, body = d.api_raw('/api/v1/ports/vm-apilog/log')
+        self.assertEqual(st, 409, body[:300])
+        self.assertEqual(sorted(json.dumps(json.loads(body)).count(x)
+                                for x in (pid, pid2)), [1, 1])
         for path in ('/api/v1/ports/%s/log' % ('0' * 32),
                      '/api/v1/ports/nosuchvm/log?tail_bytes=10',
                      '/console_log/' + '1' * 32,
