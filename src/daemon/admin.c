@@ -269,23 +269,28 @@ admin_gen_cb(struct evhttp_request *req, void *arg)
 {
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *path = evhttp_uri_get_path(uri);
-	char *dec = NULL, *key, *slash;
+	char *dec = NULL, *key, *slash, *raw;
 	struct port *p;
 	bool log = false;
 
 	if (path == NULL)
 		goto notfound;
 	if (strncmp(path, "/api/v1/ports/", 14) == 0) {
-		dec = evhttp_uridecode(path + 14, 0, NULL);
-		if (dec == NULL)
-			goto notfound;
-		key = dec;
-		if ((slash = strrchr(key, '/')) != NULL) {
-			if (strcmp(slash, "/log") != 0)
+		/* Split on the raw path, so an encoded '/' stays in the name. */
+		raw = xstrdup(path + 14);
+		if ((slash = strchr(raw, '/')) != NULL) {
+			if (strcmp(slash, "/log") != 0) {
+				free(raw);
 				goto notfound;
+			}
 			*slash = '\0';
 			log = true;
 		}
+		dec = evhttp_uridecode(raw, 0, NULL);
+		free(raw);
+		if (dec == NULL)
+			goto notfound;
+		key = dec;
 	} else if (strncmp(path, "/console_log/", 13) == 0) {
 		dec = evhttp_uridecode(path + 13, 0, NULL);
 		if (dec == NULL)
@@ -294,7 +299,7 @@ admin_gen_cb(struct evhttp_request *req, void *arg)
 		log = true;
 	} else
 		goto notfound;
-	if (key[0] == '\0' || strchr(key, '/') != NULL)
+	if (key[0] == '\0')
 		goto notfound;
 	if ((p = admin_find_port(req, key)) != NULL) {
 		if (log)
@@ -309,36 +314,39 @@ notfound:
 	admin_error(req, 404, "Not Found", "no such endpoint");
 }
 
-/* Start the admin listener on spec; reports the bound port. */
-int
-admin_start(const char *spec, int *bound_port)
+/*
+ * Open an admin listener on spec without touching the running one; reports
+ * the bound port. Returns the new server or NULL.
+ */
+struct evhttp *
+admin_open(const char *spec, int *bound_port)
 {
 	struct evhttp_bound_socket *hs;
 	struct sockaddr_storage ss;
 	socklen_t sslen = sizeof ss;
+	struct evhttp *http;
 	char host[256];
 	int port;
 
 	if (listener_split(spec, host, sizeof host, &port) == -1) {
 		log_warnx("admin listener: bad address '%s'", spec);
-		return (-1);
+		return (NULL);
 	}
-	admin_http = evhttp_new(ev_base);
-	evhttp_set_allowed_methods(admin_http, EVHTTP_REQ_GET |
+	http = evhttp_new(ev_base);
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET |
 	    EVHTTP_REQ_HEAD);
-	evhttp_set_max_headers_size(admin_http, 16384);
-	evhttp_set_max_body_size(admin_http, 65536);
-	evhttp_set_timeout(admin_http, 30);
-	evhttp_set_cb(admin_http, "/api/v1/ports", admin_ports_cb, NULL);
-	evhttp_set_cb(admin_http, "/healthz", admin_healthz_cb, NULL);
-	evhttp_set_cb(admin_http, "/api/v1/limits", admin_limits_cb, NULL);
-	evhttp_set_gencb(admin_http, admin_gen_cb, NULL);
-	hs = evhttp_bind_socket_with_handle(admin_http, host, (uint16_t)port);
+	evhttp_set_max_headers_size(http, 16384);
+	evhttp_set_max_body_size(http, 65536);
+	evhttp_set_timeout(http, 30);
+	evhttp_set_cb(http, "/api/v1/ports", admin_ports_cb, NULL);
+	evhttp_set_cb(http, "/healthz", admin_healthz_cb, NULL);
+	evhttp_set_cb(http, "/api/v1/limits", admin_limits_cb, NULL);
+	evhttp_set_gencb(http, admin_gen_cb, NULL);
+	hs = evhttp_bind_socket_with_handle(http, host, (uint16_t)port);
 	if (hs == NULL) {
 		log_warn("admin listener: cannot listen on %s", spec);
-		evhttp_free(admin_http);
-		admin_http = NULL;
-		return (-1);
+		evhttp_free(http);
+		return (NULL);
 	}
 	*bound_port = port;
 	if (getsockname(evhttp_bound_socket_get_fd(hs),
@@ -350,8 +358,31 @@ admin_start(const char *spec, int *bound_port)
 			    ((struct sockaddr_in6 *)&ss)->sin6_port);
 	}
 	log_info("admin listener on %s (port %d)", spec, *bound_port);
+	return (http);
+}
+
+/* Make http (possibly NULL) the admin server, closing the previous one. */
+void
+admin_swap(struct evhttp *http)
+{
+	if (admin_http != NULL && admin_http != http)
+		evhttp_free(admin_http);
+	admin_http = http;
+}
+
+/* Start the admin listener on spec; reports the bound port. */
+int
+admin_start(const char *spec, int *bound_port)
+{
+	struct evhttp *http;
+
+	if ((http = admin_open(spec, bound_port)) == NULL)
+		return (-1);
+	admin_swap(http);
 	return (0);
 }
+
+
 
 /* Stop the admin listener. */
 void

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <event2/http.h>
 
 #include "vspcd.h"
 
@@ -195,10 +196,12 @@ static void
 reload(void)
 {
 	struct config ncfg;
+	struct evhttp *nhttp = NULL;
 	char *errs = NULL, *line, *save;
 	size_t errlen = 0;
 	FILE *f;
-	int n;
+	int n, nadmin_port = 0;
+	bool admin_changed;
 
 	memset(&ncfg, 0, sizeof ncfg);
 	if ((f = open_memstream(&errs, &errlen)) == NULL) {
@@ -232,19 +235,26 @@ reload(void)
 		ncfg.port_lo = cfg.port_lo;
 		ncfg.port_hi = cfg.port_hi;
 	}
-	if (listeners_apply(&ncfg, false) == -1) {
+	/* The admin listener first: all or nothing with the others. */
+	admin_changed = !str_eq(ncfg.admin_listen, cfg.admin_listen);
+	if (admin_changed && ncfg.admin_listen != NULL &&
+	    (nhttp = admin_open(ncfg.admin_listen, &nadmin_port)) == NULL) {
 		log_warnx("reload: cannot open the new listeners; keeping the "
 		    "old configuration");
 		config_free(&ncfg);
 		return;
 	}
-	if (!str_eq(ncfg.admin_listen, cfg.admin_listen)) {
-		admin_stop();
-		admin_port = 0;
-		if (ncfg.admin_listen != NULL &&
-		    admin_start(ncfg.admin_listen, &admin_port) == -1)
-			log_warnx("reload: admin listener %s failed; admin API "
-			    "off", ncfg.admin_listen);
+	if (listeners_apply(&ncfg, false) == -1) {
+		log_warnx("reload: cannot open the new listeners; keeping the "
+		    "old configuration");
+		if (nhttp != NULL)
+			evhttp_free(nhttp);
+		config_free(&ncfg);
+		return;
+	}
+	if (admin_changed) {
+		admin_swap(nhttp);
+		admin_port = nadmin_port;
 	}
 	ncfg.foreground = cfg.foreground;
 	config_swap(&ncfg);

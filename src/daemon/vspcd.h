@@ -353,7 +353,10 @@ int	db_ports_load(time_t not_before,
 int	db_expire(time_t cutoff);
 
 /* admin.c */
+struct evhttp;
 int	admin_start(const char *spec, int *bound_port);
+struct evhttp *admin_open(const char *spec, int *bound_port);
+void	admin_swap(struct evhttp *);
 void	admin_stop(void);
 
 /* util.c */

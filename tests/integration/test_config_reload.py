@@ -303,7 +303,6 @@ class ReloadTest(vspctest.VspcTestCase):
                           if TS.match(ln)], 'log-timestamps applied by a '
                          'refused reload')
 
-    @unittest.expectedFailure   # daemon bug: see the report (admin-listen)
     def test_reload_admin_listener_in_use(self):
         """admin-listen is part of the all-or-nothing listener set."""
         d = self.start()
