@@ -310,6 +310,7 @@ static struct {
 	struct hist h_goahead;
 	struct hist h_vmotion;
 	struct hist h_lat;
+	struct hist h_ident;
 
 	/* Daemon and own process figures. */
 	bool have_proc;
@@ -317,6 +318,9 @@ static struct {
 	uint64_t rss_ramp_kib;
 	uint64_t cpu0_ticks, cpu1_ticks;
 	uint64_t rss_end_kib;
+	uint64_t ramp_ticks0, ramp_ticks1;
+	double ramp_self0, ramp_self1;
+	uint64_t t_ramp_end_ns;
 	uint64_t t_cpu0_ns, t_cpu1_ns;
 	double self_cpu0, self_cpu1;
 
@@ -1226,6 +1230,9 @@ link_vmwext(struct link *l, const uint8_t *sb, size_t len)
 			b.identified++;
 			b.pending--;
 			b.t_last_ident_ns = now_ns();
+			/* vmo_t0_ns holds the connect time until then. */
+			hist_add(&b.h_ident, b.t_last_ident_ns -
+			    vm->vmo_t0_ns);
 		}
 		break;
 	case VMWEXT_WONT_PROXY:
@@ -1419,6 +1426,7 @@ vm_open(struct vm *vm)
 		return (errno == EMFILE || errno == ENFILE ? -1 : 0);
 	vm->link = l;
 	vm->state = VM_NEGOTIATING;
+	vm->vmo_t0_ns = now_ns();
 	b.pending++;
 	if (bufferevent_socket_connect(l->bev, (struct sockaddr *)&b.target,
 	    b.target_len) != 0) {
@@ -1466,6 +1474,7 @@ vm_output_due(struct vm *vm, uint64_t now)
 {
 	struct evbuffer *out;
 	size_t n = 0, max = rec_wire_max();
+	uint64_t ts;
 	ssize_t w;
 	int fd;
 
@@ -1482,8 +1491,9 @@ vm_output_due(struct vm *vm, uint64_t now)
 		vm->next_due_ns = now + b.rec_interval_ns;
 		return;
 	}
+	ts = now_ns();		/* not the tick's time: that may be stale */
 	while (vm->next_due_ns <= now && n + max <= sizeof gen_buf) {
-		n += rec_build(vm, gen_buf + n, now);
+		n += rec_build(vm, gen_buf + n, ts);
 		vm->next_due_ns += b.rec_interval_ns;
 	}
 	if (evbuffer_get_length(out) == 0) {
@@ -1604,8 +1614,8 @@ vmo_timeouts(uint64_t now)
 		return;
 	for (i = 0; i < b.nvms; i++) {
 		vm = &b.vms[i];
-		if (vm->vmo != VMO_NONE && now - vm->vmo_t0_ns >
-		    BENCH_VMO_LIMIT_NS)
+		if (vm->vmo != VMO_NONE && now > vm->vmo_t0_ns &&
+		    now - vm->vmo_t0_ns > BENCH_VMO_LIMIT_NS)
 			vmo_fail(vm, vm->vmo == VMO_DEST, "timed out");
 	}
 }
@@ -1985,7 +1995,8 @@ client_open(struct client *cl)
 	    0);
 	if (fd == -1)
 		return (-1);
-	if (b.nsrcs > 0 && cl->vm->client_port == 0) {
+	if (b.nsrcs > 0) {
+		/* vspcd caps clients per source address. */
 #ifdef IP_BIND_ADDRESS_NO_PORT
 		setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
 		    sizeof one);
@@ -2169,6 +2180,12 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 		    secs(b.t_phase_ns, now) > b.ramp_timeout) {
 			bench_note("%" PRIu32 " clients attached, %" PRIu32
 			    " failed", b.clients_attached, b.clients_failed);
+			if (b.clients_failed > 0)
+				bench_warnx("%" PRIu32 " clients refused or "
+				    "closed: vspcd caps clients per source "
+				    "address (--max-clients-per-source); use "
+				    "more --source addresses",
+				    b.clients_failed);
 			run_start();
 		}
 		break;
@@ -2211,6 +2228,9 @@ ramp_done:
 
 		if (proc_sample(&t, &b.rss_ramp_kib) != 0)
 			b.rss_ramp_kib = 0;
+		b.ramp_ticks1 = t;
+		b.ramp_self1 = self_cpu();
+		b.t_ramp_end_ns = now_ns();
 	}
 	if (b.cpv > 0) {
 		long found = -1;
@@ -2268,6 +2288,7 @@ report_collect(void)
 	fig_add("ramp_s", "ramp time (s)", ramp, 3);
 	fig_add("handshakes_per_s", "handshakes/s (identified/ramp time)",
 	    ramp > 0 ? b.identified / ramp : NAN, 0);
+	fig_hist(&b.h_ident, "handshake", "connect->WILL-PROXY");
 	fig_add("duration_s", "measured window (s)", run, 3);
 	if (b.have_proc) {
 		wnd = secs(b.t_cpu0_ns, b.t_cpu1_ns);
@@ -2281,6 +2302,11 @@ report_collect(void)
 		    (double)b.rss_end_kib, 0);
 		fig_add("daemon_cpu_pct", "daemon CPU over the window (%)",
 		    cpu, 2);
+		wnd = secs(b.t_start_ns, b.t_ramp_end_ns);
+		fig_add("daemon_cpu_ramp_pct", "daemon CPU over the ramp (%)",
+		    wnd > 0 && b.ramp_ticks1 >= b.ramp_ticks0 ? 100.0 *
+		    (double)(b.ramp_ticks1 - b.ramp_ticks0) /
+		    (double)sysconf(_SC_CLK_TCK) / wnd : NAN, 1);
 		fig_add("rss_per_port_kib", "daemon RSS per port (KiB, "
 		    "ramp growth / identified)", b.identified > 0 &&
 		    b.rss_ramp_kib > 0 ? ((double)b.rss_ramp_kib -
@@ -2289,6 +2315,9 @@ report_collect(void)
 		    "total / identified)", b.identified > 0 ?
 		    (double)b.rss_end_kib / b.identified : NAN, 3);
 	}
+	wnd = secs(b.t_start_ns, b.t_ramp_end_ns);
+	fig_add("bench_cpu_ramp_pct", "vspc-bench CPU over the ramp (%)",
+	    wnd > 0 ? 100.0 * (b.ramp_self1 - b.ramp_self0) / wnd : NAN, 1);
 	wnd = secs(b.t_cpu0_ns, b.t_cpu1_ns);
 	fig_add("bench_cpu_pct", "vspc-bench CPU over the window (%)",
 	    wnd > 0 ? 100.0 * (b.self_cpu1 - b.self_cpu0) / wnd : NAN, 2);
@@ -2763,7 +2792,6 @@ int
 main(int argc, char **argv)
 {
 	struct timeval tick = { 0, BENCH_TICK_US };
-	uint64_t ticks;
 	uint32_t i;
 
 	parse_options(argc, argv);
@@ -2782,7 +2810,8 @@ main(int argc, char **argv)
 		bench_fatalx("out of memory");
 	event_add(b.sig_ev[0], NULL);
 	event_add(b.sig_ev[1], NULL);
-	if (proc_sample(&ticks, &b.rss_base_kib) != 0) {
+	b.ramp_self0 = self_cpu();
+	if (proc_sample(&b.ramp_ticks0, &b.rss_base_kib) != 0) {
 		if (b.daemon_pid > 0)
 			bench_warnx("cannot read /proc/%ld", b.daemon_pid);
 		b.rss_base_kib = 0;
