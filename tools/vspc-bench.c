@@ -238,6 +238,7 @@ static struct {
 	const char *source_spec;
 	bool quiet;
 	long daemon_pid;
+	uint32_t wait_conns;		/* --wait-connections */
 
 	struct sockaddr_storage target;
 	socklen_t target_len;
@@ -266,6 +267,7 @@ static struct {
 	uint32_t next_open;		/* ramp cursor */
 	uint32_t pending;		/* VMs negotiating */
 	uint32_t not_opened;		/* out of descriptors */
+	uint32_t fleet;			/* VM connections, all processes */
 	uint32_t ticks;
 	uint32_t identified;
 	uint32_t refused;
@@ -834,6 +836,31 @@ fetch_client_ports(void)
 	}
 	free(body);
 	return (found);
+}
+
+/*
+ * Several processes: wait (blocking, the loop is idle) until the daemon
+ * reports at least n VM connections, so every process's window covers
+ * the whole fleet. Returns the count seen, 0 if unknown.
+ */
+static uint32_t
+wait_connections(uint32_t n)
+{
+	uint64_t t0 = now_ns();
+	long long have = 0;
+	size_t blen;
+	char *body;
+
+	while (secs(t0, now_ns()) < b.ramp_timeout) {
+		if ((body = http_get("/healthz", &blen)) != NULL) {
+			have = json_num(body, body + blen, "vm_connections");
+			free(body);
+			if (have >= (long long)n)
+				break;
+		}
+		usleep(100000);
+	}
+	return (have > 0 ? (uint32_t)have : 0);
 }
 
 /* -- /proc ------------------------------------------------------------ */
@@ -2223,6 +2250,10 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	return;
 
 ramp_done:
+	if (b.wait_conns > 0 && b.have_admin) {
+		b.fleet = wait_connections(b.wait_conns);
+		bench_note("daemon holds %" PRIu32 " VM connections", b.fleet);
+	}
 	{
 		uint64_t t;
 
@@ -2314,6 +2345,13 @@ report_collect(void)
 		fig_add("rss_per_port_total_kib", "daemon RSS per port (KiB, "
 		    "total / identified)", b.identified > 0 ?
 		    (double)b.rss_end_kib / b.identified : NAN, 3);
+		if (b.fleet > 0) {
+			fig_add("fleet_connections", "daemon VM connections "
+			    "(all processes)", b.fleet, 0);
+			fig_add("rss_per_fleet_port_kib", "daemon RSS per "
+			    "port (KiB, total / all processes' ports)",
+			    (double)b.rss_end_kib / b.fleet, 3);
+		}
 	}
 	wnd = secs(b.t_start_ns, b.t_ramp_end_ns);
 	fig_add("bench_cpu_ramp_pct", "vspc-bench CPU over the ramp (%)",
@@ -2452,11 +2490,12 @@ report_json(const char *path)
 	    ", \"record_size\": %" PRIu32 ", \"duration\": %g"
 	    ", \"vmotion_rate\": %g, \"vmotion_count\": %" PRIu64
 	    ", \"sources\": %zu, \"frontdoor\": %s, \"daemon_pid\": %ld"
+	    ", \"wait_connections\": %" PRIu32
 	    ", \"uuid_tag\": \"%02x%02x%02x%02x\"},\n", b.nvms, b.vm_offset,
 	    b.cpv, b.connect_rate, b.max_pending, b.rate, b.recsize,
 	    b.duration, b.vmo_rate, b.vmo_count, b.nsrcs,
 	    b.frontdoor_spec != NULL ? "true" : "false", b.daemon_pid,
-	    b.tag[0], b.tag[1], b.tag[2], b.tag[3]);
+	    b.wait_conns, b.tag[0], b.tag[1], b.tag[2], b.tag[3]);
 	fprintf(f, "  \"results\": {");
 	for (i = 0; i < b.nfigs; i++) {
 		fprintf(f, "%s\n    \"%s\": ", i == 0 ? "" : ",",
@@ -2486,7 +2525,8 @@ usage(FILE *f)
 "                  [--vmotion-rate R] [--vmotion-count N]\n"
 "                  [--goahead-complete] [--vm-offset N] [--uuid-tag HEX8]\n"
 "                  [--name-prefix P] [--uri URI] [--ramp-timeout S]\n"
-"                  [--drain-timeout S] [--json FILE] [--quiet]\n"
+"                  [--drain-timeout S] [--wait-connections N]\n"
+"                  [--json FILE] [--quiet]\n"
 "\n"
 "  --listeners FILE     vspcd's listeners.json: target, admin, front door\n"
 "                       and daemon pid (each unless given explicitly)\n"
@@ -2504,6 +2544,10 @@ usage(FILE *f)
 "  --goahead-complete   goahead: complete the vMotion instead of ABORT\n"
 "  --vm-offset N        first VM index (names <prefix>NNNNN, UUID tail)\n"
 "  --uuid-tag HEX8      VC UUIDs 50 <tag> 00.. (default be4c0000)\n"
+"  --source LIST        bind VM and client connections to these addresses\n"
+"                       in turn (vspcd caps connections per source)\n"
+"  --wait-connections N several processes: after the ramp, wait until\n"
+"                       the daemon holds N VM connections (admin API)\n"
 "\n"
 "Exit status: 0 ok, 1 verification mismatches or vMotion failures,\n"
 "2 usage or setup error.\n");
@@ -2564,7 +2608,7 @@ enum {
 	O_SCENARIO = 256, O_TARGET, O_ADMIN, O_LISTENERS, O_FRONTDOOR,
 	O_PID, O_VMS, O_CPV, O_SOURCE, O_CRATE, O_PENDING, O_RATE, O_RECSIZE,
 	O_DURATION, O_VRATE, O_VCOUNT, O_GCOMPLETE, O_OFFSET, O_TAG, O_PREFIX,
-	O_URI, O_RTIMEOUT, O_DTIMEOUT, O_JSON, O_QUIET, O_HELP,
+	O_URI, O_RTIMEOUT, O_DTIMEOUT, O_JSON, O_QUIET, O_HELP, O_WAIT,
 };
 
 /* Parse the command line into b. */
@@ -2597,6 +2641,7 @@ parse_options(int argc, char **argv)
 		{ "drain-timeout", required_argument, NULL, O_DTIMEOUT },
 		{ "json", required_argument, NULL, O_JSON },
 		{ "quiet", no_argument, NULL, O_QUIET },
+		{ "wait-connections", required_argument, NULL, O_WAIT },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -2710,6 +2755,10 @@ parse_options(int argc, char **argv)
 			break;
 		case O_QUIET:
 			b.quiet = true;
+			break;
+		case O_WAIT:
+			b.wait_conns = (uint32_t)parse_num("--wait-connections",
+			    optarg, 100000000);
 			break;
 		case O_HELP:
 			usage(stdout);
