@@ -2209,8 +2209,8 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 			    " failed", b.clients_attached, b.clients_failed);
 			if (b.clients_failed > 0)
 				bench_warnx("%" PRIu32 " clients refused or "
-				    "closed: vspcd caps clients per source "
-				    "address (--max-clients-per-source); use "
+				    "closed: vspcd caps clients (--max-clients, "
+				    "--max-clients-per-source); use "
 				    "more --source addresses",
 				    b.clients_failed);
 			run_start();
@@ -2393,10 +2393,10 @@ report_collect(void)
 		    3);
 		fig_add("per_client_mb_s", "per-client throughput, mean (MB/s)",
 		    deliver > 0 && nattached > 0 ? (double)b.recv_bytes / 1e6 /
-		    deliver / nattached : NAN, 3);
+		    deliver / nattached : NAN, 6);
 		fig_add("per_client_min_mb_s", "per-client throughput, min "
 		    "(MB/s)", deliver > 0 && minb != UINT64_MAX ?
-		    (double)minb / 1e6 / deliver : NAN, 3);
+		    (double)minb / 1e6 / deliver : NAN, 6);
 		fig_add("records_received", "records received (all clients)",
 		    (double)b.h_lat.n, 0);
 		fig_hist(&b.h_lat, "latency", "latency");
