@@ -2306,6 +2306,8 @@ report_collect(void)
 	uint32_t i, nattached = 0;
 	struct client *cl;
 
+	if (b.identified == 0)
+		b.exit_code = 2;	/* nothing was measured */
 	ramp = secs(b.t_first_connect_ns, b.t_last_ident_ns);
 	run = secs(b.t_run_ns, b.t_run_end_ns);
 	fig_add("vms", "VMs requested", b.nvms, 0);
@@ -2550,7 +2552,7 @@ usage(FILE *f)
 "                       the daemon holds N VM connections (admin API)\n"
 "\n"
 "Exit status: 0 ok, 1 verification mismatches or vMotion failures,\n"
-"2 usage or setup error.\n");
+"2 usage or setup error, or no VM identified.\n");
 }
 
 /* Parse a non-negative number option or exit. */
