@@ -109,6 +109,7 @@ struct clog_buf {
 
 struct consolelog {
 	TAILQ_ENTRY(consolelog)	 entry;		/* all logs */
+	RB_ENTRY(consolelog)	 id_entry;	/* clog_ids, by id */
 	TAILQ_ENTRY(consolelog)	 dirty_entry;
 	TAILQ_ENTRY(consolelog)	 open_entry;	/* clog_lru, while fd != -1 */
 	bool			 dirty;
@@ -137,6 +138,16 @@ struct consolelog {
 };
 
 static TAILQ_HEAD(, consolelog)	 clog_all = TAILQ_HEAD_INITIALIZER(clog_all);
+
+/* Order logs by port id, so finding one is O(log n). */
+static int
+clog_id_cmp(struct consolelog *a, struct consolelog *b)
+{
+	return (strcmp(a->id, b->id));
+}
+
+RB_HEAD(clog_ids, consolelog) clog_ids = RB_INITIALIZER(&clog_ids);
+RB_GENERATE_STATIC(clog_ids, consolelog, id_entry, clog_id_cmp)
 static TAILQ_HEAD(, consolelog)	 clog_dirty =
     TAILQ_HEAD_INITIALIZER(clog_dirty);
 static int			 clog_dirfd = -1;
@@ -1089,13 +1100,10 @@ consolelog_shutdown(void)
 static struct consolelog *
 clog_find(const char *id)
 {
-	struct consolelog *cl;
+	struct consolelog find;
 
-	TAILQ_FOREACH(cl, &clog_all, entry) {
-		if (strcmp(cl->id, id) == 0)
-			return (cl);
-	}
-	return (NULL);
+	find.id = (char *)(uintptr_t)id;
+	return (RB_FIND(clog_ids, &clog_ids, &find));
 }
 
 /* Open the log of one port; NULL if logging is off or it cannot be opened. */
@@ -1129,6 +1137,7 @@ consolelog_open(const char *port_id)
 	}
 	clog_set_path(cl);
 	TAILQ_INSERT_TAIL(&clog_all, cl, entry);
+	RB_INSERT(clog_ids, &clog_ids, cl);
 	return (cl);
 }
 
@@ -1242,6 +1251,7 @@ consolelog_close(struct consolelog *cl)
 		    " bytes lost and not recorded", cl->id, cl->missed);
 	clog_close_files(cl);
 	TAILQ_REMOVE(&clog_all, cl, entry);
+	RB_REMOVE(clog_ids, &clog_ids, cl);
 	free(cl->buf);
 	free(cl->path);
 	free(cl->id);
