@@ -10,10 +10,14 @@
  * take (the whole queue once it passes 64 KiB). Console logs are off, as
  * in the relay benchmark.
  *
- * fanout_mb(K) pushes 1 MiB of console data (about 1 % 0xFF, 16 KiB
- * reads) to K clients; it is noinline so callgrind --toggle-collect can
- * count it alone. Usage: bench-fanout CLIENTS [ITER]
+ * fanout_mb() pushes 1 MiB of console data (about 1 % 0xFF) to K
+ * clients as whole 16 KiB reads (the cost if port_output saw whole runs);
+ * fanout_events_mb() decodes the VM's wire bytes with telnet_input() and
+ * calls port_output() per DATA event, as vspcd does. Both are noinline so
+ * callgrind --toggle-collect can count them alone.
+ * Usage: bench-fanout CLIENTS [ITER [events]]
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +36,8 @@ static uint8_t *plain;
 static struct evbuffer *replay;
 static struct evbuffer **out;
 static uint64_t skipped;
+static uint8_t *wire;
+static size_t wire_len;
 
 static void
 client_write(struct evbuffer *o, const uint8_t *data, size_t len)
@@ -46,19 +52,17 @@ client_write(struct evbuffer *o, const uint8_t *data, size_t len)
 		evbuffer_drain(o, evbuffer_get_length(o));
 }
 
-__attribute__((noinline)) static void
-fanout_mb(int nclients)
+static int nclients = 1;
+
+/* port_output(): replay, escape once, each client. */
+static void
+port_output(const uint8_t *data, size_t len)
 {
 	static uint8_t esc[2 * READ];
-	const uint8_t *data;
-	size_t off, n, len, have;
+	size_t have;
 	int k;
 
-	for (off = 0; off < MB; off += n) {
-		n = MB - off < READ ? MB - off : READ;
-		data = plain + off;
-		len = n;
-		evbuffer_add(replay, data, len);
+	evbuffer_add(replay, data, len);
 		have = evbuffer_get_length(replay);
 		if (have > REPLAY)
 			evbuffer_drain(replay, have - REPLAY);
@@ -66,22 +70,60 @@ fanout_mb(int nclients)
 			len = telnet_escape(esc, data, len);
 			data = esc;
 		}
-		for (k = 0; k < nclients; k++)
-			client_write(out[k], data, len);
+	for (k = 0; k < nclients; k++)
+		client_write(out[k], data, len);
+}
+
+/* Whole 16 KiB reads handed to port_output (a lower bound). */
+__attribute__((noinline)) static void
+fanout_mb(void)
+{
+	size_t off, n;
+
+	for (off = 0; off < MB; off += n) {
+		n = MB - off < READ ? MB - off : READ;
+		port_output(plain + off, n);
+	}
+}
+
+static void
+tn_cb(void *arg, const struct telnet_event *ev)
+{
+	(void)arg;
+	if (ev->type == TELNET_EV_DATA)
+		port_output(ev->data, ev->len);
+}
+
+/*
+ * As vspcd does it: the VM's wire bytes (0xFF doubled) through
+ * telnet_input(), port_output() once per DATA event (a doubled IAC is an
+ * event of its own, so a run ends at every 0xFF).
+ */
+__attribute__((noinline)) static void
+fanout_events_mb(struct telnet *tn)
+{
+	size_t off, n;
+
+	for (off = 0; off < wire_len; off += n) {
+		n = wire_len - off < READ ? wire_len - off : READ;
+		telnet_input(tn, wire + off, n);
 	}
 }
 
 int
 main(int argc, char **argv)
 {
-	int k, it, nclients = argc > 1 ? atoi(argv[1]) : 1;
-	int iter = argc > 2 ? atoi(argv[2]) : 1;
+	struct telnet tn;
+	int k, it, iter = argc > 2 ? atoi(argv[2]) : 1;
+	bool events = argc > 3 && strcmp(argv[3], "events") == 0;
 	uint32_t x = 12345;
 	size_t i;
 
+	nclients = argc > 1 ? atoi(argv[1]) : 1;
 	if (nclients < 1)
 		return 2;
 	plain = malloc(MB);
+	wire = malloc(2 * MB);
 	out = calloc((size_t)nclients, sizeof *out);
 	if (plain == NULL || out == NULL || (replay = evbuffer_new()) == NULL)
 		return 1;
@@ -97,10 +139,22 @@ main(int argc, char **argv)
 	for (k = 0; k < nclients; k++)
 		if ((out[k] = evbuffer_new()) == NULL)
 			return 1;
-	for (it = 0; it < iter; it++)
-		fanout_mb(nclients);
-	printf("bench-fanout: %d x 1 MiB to %d clients, %llu B skipped\n",
-	    iter, nclients, (unsigned long long)skipped);
+	if (wire == NULL)
+		return 1;
+	wire_len = telnet_escape(wire, plain, MB);
+	telnet_init(&tn, tn_cb, NULL);
+	telnet_set_accept(&tn, TELOPT_BINARY, true, true);
+	for (it = 0; it < iter; it++) {
+		if (events)
+			fanout_events_mb(&tn);
+		else
+			fanout_mb();
+	}
+	telnet_free(&tn);
+	printf("bench-fanout: %d x 1 MiB to %d clients (%s), %llu B skipped\n",
+	    iter, nclients, events ? "per DATA event" : "per 16 KiB read",
+	    (unsigned long long)skipped);
+	free(wire);
 	for (k = 0; k < nclients; k++)
 		evbuffer_free(out[k]);
 	evbuffer_free(replay);
