@@ -435,9 +435,19 @@ port_set_name(struct port *p, const char *name)
 	port_state_save(p);
 }
 
+/* Order ports by id, for stable listings of several matches. */
+static int
+port_ptr_id_cmp(const void *a, const void *b)
+{
+	const struct port *const *pa = a, *const *pb = b;
+
+	return (strcmp((*pa)->id, (*pb)->id));
+}
+
 /*
  * Find ports by what a person types: an exact id, a UUID in any accepted
- * form, or a VM name. Fills up to max matches; returns the match count.
+ * form, or a VM name. Fills up to max matches, sorted by id; returns the
+ * match count.
  */
 int
 port_lookup(const char *name, struct port **out, int max)
@@ -462,6 +472,9 @@ port_lookup(const char *name, struct port **out, int max)
 			n++;
 		}
 	}
+	if (n > 1)
+		qsort(out, (size_t)(n < max ? n : max), sizeof *out,
+		    port_ptr_id_cmp);
 	return (n);
 }
 
