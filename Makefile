@@ -5,7 +5,7 @@ BUILD_FUZZ ?= build-fuzz
 CMAKE_ARGS ?=
 JOBS      ?= $(shell nproc)
 
-.PHONY: all deps build run test asan test-asan fuzz clean
+.PHONY: all deps build run test asan test-asan fuzz clean bench
 
 all: build
 
@@ -42,6 +42,15 @@ $(BUILD_FUZZ)/build.ninja:
 fuzz: deps $(BUILD_FUZZ)/build.ninja
 	@ninja -C $(BUILD_FUZZ)
 	sh tests/fuzz/run.sh $(BUILD_FUZZ) $${FUZZ_RUNS:-200000}
+
+# Benchmarks (issue 6): not tests, not CI; about 10 minutes. See BENCHMARKS.md.
+BUILD_BENCH ?= build-bench
+
+bench: deps
+	cmake -S . -B $(BUILD_BENCH) -G Ninja -DCMAKE_BUILD_TYPE=Release \
+	    -DVSPC_BENCH=ON $(CMAKE_ARGS)
+	@ninja -C $(BUILD_BENCH)
+	VSPC_BUILD=$(CURDIR)/$(BUILD_BENCH) python3 bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_FUZZ)
