@@ -12,6 +12,7 @@
  */
 #include <sys/types.h>
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -40,11 +41,18 @@ enum kw_type {
 	KW_ADDR,	/* ADDR:PORT or off (NULL) */
 	KW_PORTRANGE,	/* LO-HI, 0 or off */
 	KW_LOGDIR,	/* DIR or off (log_enabled = 0) */
+	KW_PATHOFF,	/* PATH or off; count_off: the int enabled flag */
+	KW_ENUM,	/* one of choices[], stored as its index (int) */
+	KW_RULES,	/* access: a YAML sequence of rules (file only) */
 	KW_ACTION,	/* --help, --version */
 };
 
 #define KW_CMDLINE	0x1	/* not allowed in the file */
 #define KW_ADDRESS	0x2	/* KW_LIST: items are ADDR:PORT */
+#define KW_FILEONLY	0x4	/* not a command-line flag */
+#define KW_TOKEN	0x8	/* KW_LIST: items are NAME:SHA256HEX */
+
+#define TOKEN_HASH_HEX	64	/* hex digits of a SHA-256 */
 
 struct keyword {
 	const char	*name;		/* --name and the YAML key */
@@ -59,6 +67,16 @@ struct keyword {
 	const char	*show;		/* default as shown, if not def */
 	const char	*arg;		/* metavariable in the usage text */
 	const char	*help;
+	const char *const *choices;	/* KW_ENUM: names, NULL-terminated */
+};
+
+static_assert(sizeof(enum sharing_mode) == sizeof(int),
+    "KW_ENUM stores an int");
+
+static const char *const sharing_names[] = {
+	[SHARING_SHARED] = "shared",
+	[SHARING_SINGLE_WRITER] = "single-writer",
+	NULL,
 };
 
 #define OFF(f)	offsetof(struct config, f)
@@ -184,6 +202,20 @@ static const struct keyword keywords[] = {
 	{ .name = "takeover-wait", .type = KW_INT, .off = OFF(takeover_wait),
 	  .min = 1, .max = 3600, .def = "60", .arg = "SECONDS",
 	  .help = "a second host claiming a live port waits this long" },
+	{ .name = "access", .type = KW_RULES, .flags = KW_FILEONLY,
+	  .show = "loopback: read,write", .arg = "RULES",
+	  .help = "who may attach where (YAML file only)" },
+	{ .name = "tokens", .type = KW_LIST, .flags = KW_TOKEN,
+	  .off = OFF(tokens), .count_off = OFF(n_tokens),
+	  .max = VSPCD_MAX_TOKENS, .show = "none", .arg = "NAME:SHA256",
+	  .help = "API bearer tokens, as SHA-256 hex (repeatable)" },
+	{ .name = "sharing", .type = KW_ENUM, .off = OFF(sharing),
+	  .choices = sharing_names, .def = "shared",
+	  .arg = "shared|single-writer",
+	  .help = "who may type when several clients attach" },
+	{ .name = "audit-log", .type = KW_PATHOFF, .off = OFF(audit_log),
+	  .count_off = OFF(audit_enabled), .show = "STATE_DIR/audit.log",
+	  .arg = "PATH|off", .help = "audit log (JSON lines); off: none" },
 	{ .name = "version", .type = KW_ACTION, .flags = KW_CMDLINE,
 	  .help = "print the version and exit" },
 	{ .name = "help", .shortopt = 'h', .type = KW_ACTION,
@@ -276,6 +308,8 @@ opts_init(void)
 		return;
 	for (i = 0; i < NKW; i++) {
 		kw = &keywords[i];
+		if (kw->flags & KW_FILEONLY)
+			continue;
 		longopts[n++] = (struct option){
 			.name = kw->name,
 			.has_arg = kw_has_arg(kw) ? required_argument :
@@ -485,6 +519,63 @@ set_port_range(struct config *conf, const char *what, const char *s,
 }
 
 /*
+ * Length of the NAME of a NAME:SHA256HEX token item, or 0 if the item is
+ * not one. NAME is 1 to IDENT_NAME_MAX - 1 bytes of [A-Za-z0-9._@-].
+ */
+static size_t
+token_name_len(const char *s)
+{
+	size_t n, i;
+
+	for (n = 0; s[n] != '\0' && s[n] != ':'; n++)
+		if (!isalnum((unsigned char)s[n]) && strchr("._@-", s[n]) ==
+		    NULL)
+			return (0);
+	if (n == 0 || n >= IDENT_NAME_MAX || s[n] != ':')
+		return (0);
+	for (i = 0; i < TOKEN_HASH_HEX; i++)
+		if (!isxdigit((unsigned char)s[n + 1 + i]))
+			return (0);
+	if (s[n + 1 + TOKEN_HASH_HEX] != '\0')
+		return (0);
+	return (n);
+}
+
+/*
+ * Check a tokens item against the format and the items already there. The
+ * value is never echoed: it may be a clear token pasted by mistake.
+ */
+static int
+token_check(struct config *conf, const char *what, const char *val,
+    char **cause)
+{
+	size_t n, m;
+	int i;
+
+	if ((n = token_name_len(val)) == 0) {
+		cause_set(cause, "%s: an item is not NAME:SHA256HEX (a name of "
+		    "letters, digits, '._@-', then the %d hex digits of the "
+		    "SHA-256 of the token)", what, TOKEN_HASH_HEX);
+		return (-1);
+	}
+	for (i = 0; i < conf->n_tokens; i++) {
+		m = token_name_len(conf->tokens[i]);
+		if (m == n && strncmp(conf->tokens[i], val, n) == 0) {
+			cause_set(cause, "%s: duplicate token name '%.*s'",
+			    what, (int)n, val);
+			return (-1);
+		}
+		if (strcasecmp(conf->tokens[i] + m + 1, val + n + 1) == 0) {
+			cause_set(cause, "%s: token '%.*s' has the same hash "
+			    "as '%.*s'", what, (int)n, val, (int)m,
+			    conf->tokens[i]);
+			return (-1);
+		}
+	}
+	return (0);
+}
+
+/*
  * Set one keyword from its text form; what names it in messages ("--name"
  * or "name"). A list keyword gets one item appended. Returns 0, or -1 with
  * *cause set (the caller frees it).
@@ -498,6 +589,7 @@ kw_set(struct config *conf, const struct keyword *kw, const char *what,
 	long long v;
 	char **list;
 	int *n, b;
+	size_t i;
 
 	switch (kw->type) {
 	case KW_BOOL:
@@ -551,6 +643,9 @@ kw_set(struct config *conf, const struct keyword *kw, const char *what,
 			cause_set(cause, "%s '%s' wants ADDR:PORT", what, val);
 			return (-1);
 		}
+		if ((kw->flags & KW_TOKEN) &&
+		    token_check(conf, what, val, cause) == -1)
+			return (-1);
 		list[(*n)++] = xstrdup(val);
 		break;
 	case KW_PORTRANGE:
@@ -564,6 +659,34 @@ kw_set(struct config *conf, const struct keyword *kw, const char *what,
 			conf->log_enabled = 1;
 		}
 		break;
+	case KW_PATHOFF:
+		n = kw_field(conf, kw, kw->count_off);
+		if (strcmp(val, "off") == 0) {
+			str_set(field, NULL);
+			*n = 0;
+		} else if (*val == '\0') {
+			cause_set(cause, "%s is empty (use off for none)",
+			    what);
+			return (-1);
+		} else {
+			str_set(field, val);
+			*n = 1;
+		}
+		break;
+	case KW_ENUM:
+		for (i = 0; kw->choices[i] != NULL; i++)
+			if (strcmp(val, kw->choices[i]) == 0)
+				break;
+		if (kw->choices[i] == NULL) {
+			cause_set(cause, "%s '%s' is not one of %s", what, val,
+			    kw->arg);
+			return (-1);
+		}
+		*(int *)field = (int)i;
+		break;
+	case KW_RULES:
+		cause_set(cause, "%s is only valid in the config file", what);
+		return (-1);
 	case KW_ACTION:
 		fatalx("%s: %s has no value", __func__, kw->name);
 	}
@@ -580,6 +703,7 @@ config_defaults(struct config *conf)
 
 	memset(conf, 0, sizeof *conf);
 	conf->log_enabled = 1;
+	conf->audit_enabled = 1;
 	conf->vm_queue = 64 * 1024;
 	conf->prebind_max = 16 * 1024;
 	conf->sb_max = TELNET_SB_MAX;
@@ -590,6 +714,35 @@ config_defaults(struct config *conf)
 		if (kw_set(conf, kw, kw->name, kw->def, &cause) == -1)
 			fatalx("%s: %s", __func__, cause);
 	}
+}
+
+/* Free what one rule holds. */
+static void
+access_rule_clear(struct access_rule *r)
+{
+	int i;
+
+	for (i = 0; i < r->n_who; i++)
+		free(r->who[i].name);
+	free(r->who);
+	for (i = 0; i < r->n_consoles; i++)
+		free(r->consoles[i].pattern);
+	free(r->consoles);
+	memset(r, 0, sizeof *r);
+}
+
+/* Free the access rules of conf. */
+static void
+access_free(struct config *conf)
+{
+	int i;
+
+	for (i = 0; i < conf->n_access; i++)
+		access_rule_clear(&conf->access[i]);
+	free(conf->access);
+	conf->access = NULL;
+	conf->n_access = 0;
+	conf->access_set = 0;
 }
 
 /* Free every string conf owns and zero it. */
@@ -611,6 +764,10 @@ config_free(struct config *conf)
 	free(conf->log_timestamp_format);
 	for (i = 0; i < conf->n_vm_allow; i++)
 		free(conf->vm_allow[i]);
+	access_free(conf);
+	for (i = 0; i < conf->n_tokens; i++)
+		free(conf->tokens[i]);
+	free(conf->audit_log);
 	memset(conf, 0, sizeof *conf);
 }
 
@@ -626,7 +783,9 @@ usage_options(FILE *f)
 
 	for (i = 0; i < NKW; i++) {
 		kw = &keywords[i];
-		if (kw->shortopt != 0)
+		if (kw->flags & KW_FILEONLY)
+			n = snprintf(left, sizeof left, "    %s:", kw->name);
+		else if (kw->shortopt != 0)
 			n = snprintf(left, sizeof left, "-%c, --%s",
 			    kw->shortopt, kw->name);
 		else
@@ -661,7 +820,8 @@ config_usage(int status)
 	usage_options(f);
 	fprintf(f, "\nEvery option except -f, -n, --help and --version may "
 	    "also be a key in the\nYAML file (\"vm-listen: ADDR:PORT\"); "
-	    "flags override the file.\n");
+	    "flags override the file. Keys shown\nas \"key:\" exist only "
+	    "in the file.\n");
 	exit(status);
 }
 
@@ -786,6 +946,368 @@ file_scalar(struct cfg_ctx *ctx, const struct keyword *kw,
 	}
 }
 
+/*
+ * The access key. Each rule is a mapping {who, consoles, rights}; each of
+ * the three is one string or a non-empty list of strings. A rule with any
+ * error is dropped whole (and the config is refused anyway).
+ */
+enum rule_part { RULE_WHO, RULE_CONSOLES, RULE_RIGHTS, RULE_NPARTS };
+
+static const char *const rule_part_names[RULE_NPARTS] = {
+	[RULE_WHO] = "who",
+	[RULE_CONSOLES] = "consoles",
+	[RULE_RIGHTS] = "rights",
+};
+
+/* The scalar text of an access item, or NULL after reporting why not. */
+static const char *
+access_scalar(struct cfg_ctx *ctx, const yaml_node_t *n, const char *part)
+{
+	const char *s;
+
+	if (n->type != YAML_SCALAR_NODE) {
+		cfg_error(ctx, node_line(n), "access: '%s' items must be "
+		    "strings", part);
+		return (NULL);
+	}
+	s = (const char *)n->data.scalar.value;
+	if (node_is_null(n) || *s == '\0') {
+		cfg_error(ctx, node_line(n), "access: empty '%s' item", part);
+		return (NULL);
+	}
+	if (strlen(s) != n->data.scalar.length) {
+		cfg_error(ctx, node_line(n), "access: '%s' item contains a NUL "
+		    "byte", part);
+		return (NULL);
+	}
+	return (s);
+}
+
+/*
+ * Does a cert:SUBJECT value name one CN (CN=NAME with no other attribute)?
+ * Then it matches the CN of a subject rather than the whole subject.
+ */
+static bool
+access_cert_is_cn(const char *s)
+{
+	if (strncasecmp(s, "CN=", 3) != 0)
+		return (false);
+	for (s += 3; *s != '\0'; s++) {
+		if (*s == '\\' && s[1] != '\0')
+			s++;
+		else if (*s == ',' || *s == '+' || *s == ';' || *s == '/')
+			return (false);
+	}
+	return (true);
+}
+
+/* Parse one who item into w; -1 after reporting an error. */
+static int
+access_who_parse(struct cfg_ctx *ctx, const yaml_node_t *n, const char *s,
+    struct access_who *w)
+{
+	static const struct {
+		const char		*prefix;
+		enum access_who_kind	 kind;
+	} prefixes[] = {
+		{ .prefix = "user:", .kind = WHO_USER },
+		{ .prefix = "group:", .kind = WHO_GROUP },
+		{ .prefix = "token:", .kind = WHO_TOKEN },
+		{ .prefix = "cert:", .kind = WHO_CERT },
+	};
+	const char *name = NULL;
+	char *d;
+	size_t i, len;
+
+	memset(w, 0, sizeof *w);
+	if (strcmp(s, "anonymous") == 0) {
+		w->kind = WHO_ANONYMOUS;
+		return (0);
+	}
+	if (strcmp(s, "any") == 0) {
+		w->kind = WHO_ANY;
+		return (0);
+	}
+	for (i = 0; i < nitems(prefixes); i++) {
+		len = strlen(prefixes[i].prefix);
+		if (strncmp(s, prefixes[i].prefix, len) == 0) {
+			w->kind = prefixes[i].kind;
+			name = s + len;
+			break;
+		}
+	}
+	if (name == NULL) {
+		cfg_error(ctx, node_line(n), "access: who '%s' is not "
+		    "user:NAME, group:NAME, token:NAME, cert:SUBJECT, "
+		    "anonymous or any", log_escape(s, strlen(s)));
+		return (-1);
+	}
+	if (*name == '\0') {
+		cfg_error(ctx, node_line(n), "access: who '%s' has an empty "
+		    "name", log_escape(s, strlen(s)));
+		return (-1);
+	}
+	if (w->kind == WHO_CERT && access_cert_is_cn(name)) {
+		w->kind = WHO_CERT_CN;
+		name += 3;
+		if (*name == '\0') {
+			cfg_error(ctx, node_line(n), "access: who '%s' has an "
+			    "empty name", log_escape(s, strlen(s)));
+			return (-1);
+		}
+	}
+	if (strlen(name) >= IDENT_NAME_MAX) {
+		cfg_error(ctx, node_line(n), "access: who '%s' is too long "
+		    "(names at most %d bytes)", log_escape(s, strlen(s)),
+		    IDENT_NAME_MAX - 1);
+		return (-1);
+	}
+	w->name = xstrdup(name);
+	if (w->kind == WHO_CERT_CN) {
+		/* Compared with the unescaped CN of a subject. */
+		for (d = w->name; *name != '\0'; name++) {
+			if (*name == '\\' && name[1] != '\0')
+				name++;
+			*d++ = *name;
+		}
+		*d = '\0';
+	}
+	return (0);
+}
+
+/*
+ * Normalise a UUID as VMware spells it ("42 1c ...-..." or with dashes):
+ * 32 hex digits, lowercase, into out[33]. Returns -1 if s is not one.
+ */
+static int
+access_uuid_norm(const char *s, char out[33])
+{
+	size_t n = 0;
+
+	for (; *s != '\0'; s++) {
+		if (*s == ' ' || *s == '-')
+			continue;
+		if (!isxdigit((unsigned char)*s) || n == 32)
+			return (-1);
+		out[n++] = (char)tolower((unsigned char)*s);
+	}
+	out[n] = '\0';
+	return (n == 32 ? 0 : -1);
+}
+
+/* Parse one consoles item into c; -1 after reporting an error. */
+static int
+access_console_parse(struct cfg_ctx *ctx, const yaml_node_t *n,
+    const char *s, struct access_console *c)
+{
+	memset(c, 0, sizeof *c);
+	if (strlen(s) >= AUTHZ_PATTERN_MAX) {
+		cfg_error(ctx, node_line(n), "access: consoles pattern is "
+		    "longer than %d bytes", AUTHZ_PATTERN_MAX - 1);
+		return (-1);
+	}
+	if (access_uuid_norm(s, c->uuid) == -1)
+		c->uuid[0] = '\0';
+	c->pattern = xstrdup(s);
+	return (0);
+}
+
+/* Parse one rights item into *rights; -1 after reporting an error. */
+static int
+access_right_parse(struct cfg_ctx *ctx, const yaml_node_t *n, const char *s,
+    int *rights)
+{
+	static const struct {
+		const char	*name;
+		int		 bits;
+	} names[] = {
+		{ .name = "read", .bits = RIGHT_READ },
+		{ .name = "write", .bits = RIGHT_READ | RIGHT_WRITE },
+		{ .name = "force", .bits = RIGHT_READ | RIGHT_WRITE |
+		    RIGHT_FORCE },
+		{ .name = "admin", .bits = RIGHT_ALL },
+	};
+	size_t i;
+
+	for (i = 0; i < nitems(names); i++) {
+		if (strcmp(s, names[i].name) == 0) {
+			*rights |= names[i].bits;
+			return (0);
+		}
+	}
+	cfg_error(ctx, node_line(n), "access: unknown right '%s' (read, write, "
+	    "force or admin)", log_escape(s, strlen(s)));
+	return (-1);
+}
+
+/*
+ * Collect the items of one part (a scalar or a sequence of scalars) into
+ * a new array of the rule. Returns the number of errors.
+ */
+static int
+access_part(struct cfg_ctx *ctx, yaml_document_t *doc, yaml_node_t *v,
+    enum rule_part part, struct access_rule *r)
+{
+	const char *name = rule_part_names[part], *s;
+	yaml_node_item_t *it;
+	yaml_node_t *item;
+	size_t n, i;
+	int nerr = ctx->nerr, ok;
+
+	if (v->type == YAML_MAPPING_NODE) {
+		cfg_error(ctx, node_line(v), "access: '%s' wants a string or "
+		    "a list of strings", name);
+		return (1);
+	}
+	if (v->type == YAML_SCALAR_NODE)
+		n = 1;
+	else
+		n = (size_t)(v->data.sequence.items.top -
+		    v->data.sequence.items.start);
+	if (n == 0) {
+		cfg_error(ctx, node_line(v), "access: empty '%s' list", name);
+		return (1);
+	}
+	if (n > AUTHZ_MAX_ITEMS) {
+		cfg_error(ctx, node_line(v), "access: too many '%s' items "
+		    "(%zu, at most %d)", name, n, AUTHZ_MAX_ITEMS);
+		return (1);
+	}
+	if (part == RULE_WHO)
+		r->who = xcalloc(n, sizeof *r->who);
+	else if (part == RULE_CONSOLES)
+		r->consoles = xcalloc(n, sizeof *r->consoles);
+	for (i = 0; i < n; i++) {
+		if (v->type == YAML_SCALAR_NODE)
+			item = v;
+		else {
+			it = v->data.sequence.items.start + i;
+			if ((item = yaml_document_get_node(doc, *it)) == NULL)
+				fatalx("%s: bad item", __func__);
+		}
+		if ((s = access_scalar(ctx, item, name)) == NULL)
+			continue;
+		switch (part) {
+		case RULE_WHO:
+			ok = access_who_parse(ctx, item, s,
+			    &r->who[r->n_who]);
+			if (ok == 0)
+				r->n_who++;
+			break;
+		case RULE_CONSOLES:
+			ok = access_console_parse(ctx, item, s,
+			    &r->consoles[r->n_consoles]);
+			if (ok == 0)
+				r->n_consoles++;
+			break;
+		default:
+			(void)access_right_parse(ctx, item, s, &r->rights);
+			break;
+		}
+	}
+	return (ctx->nerr - nerr);
+}
+
+/* Parse one rule into r; -1 (r cleared) if it has any error. */
+static int
+access_rule_parse(struct cfg_ctx *ctx, yaml_document_t *doc, yaml_node_t *n,
+    struct access_rule *r)
+{
+	yaml_node_pair_t *pair;
+	yaml_node_t *k, *v;
+	size_t seen[RULE_NPARTS] = { 0 };
+	const char *key;
+	int nerr = 0, i, part;
+
+	memset(r, 0, sizeof *r);
+	r->line = node_line(n);
+	if (n->type != YAML_MAPPING_NODE) {
+		cfg_error(ctx, node_line(n), "access: a rule must be a "
+		    "mapping with who, consoles and rights");
+		return (-1);
+	}
+	for (pair = n->data.mapping.pairs.start;
+	    pair < n->data.mapping.pairs.top; pair++) {
+		k = yaml_document_get_node(doc, pair->key);
+		v = yaml_document_get_node(doc, pair->value);
+		if (k == NULL || v == NULL)
+			fatalx("%s: bad node", __func__);
+		if (k->type != YAML_SCALAR_NODE) {
+			cfg_error(ctx, node_line(k), "access: rule key is not "
+			    "a string");
+			nerr++;
+			continue;
+		}
+		key = (const char *)k->data.scalar.value;
+		for (part = 0; part < RULE_NPARTS; part++)
+			if (strcmp(key, rule_part_names[part]) == 0)
+				break;
+		if (part == RULE_NPARTS) {
+			cfg_error(ctx, node_line(k), "access: unknown rule key "
+			    "'%s' (who, consoles, rights)",
+			    log_escape(key, k->data.scalar.length));
+			nerr++;
+			continue;
+		}
+		if (seen[part] != 0) {
+			cfg_error(ctx, node_line(k), "access: duplicate rule "
+			    "key '%s' (first at line %zu)", key, seen[part]);
+			nerr++;
+			continue;
+		}
+		seen[part] = node_line(k);
+		nerr += access_part(ctx, doc, v, (enum rule_part)part, r);
+	}
+	for (i = 0; i < RULE_NPARTS; i++) {
+		if (seen[i] == 0) {
+			cfg_error(ctx, node_line(n), "access: rule has no "
+			    "'%s'", rule_part_names[i]);
+			nerr++;
+		}
+	}
+	if (nerr != 0) {
+		access_rule_clear(r);
+		return (-1);
+	}
+	return (0);
+}
+
+/* Replace the access rules of the config with the sequence v. */
+static void
+access_parse(struct cfg_ctx *ctx, yaml_document_t *doc, yaml_node_t *v)
+{
+	struct config *conf = ctx->cfg;
+	yaml_node_item_t *it;
+	yaml_node_t *item;
+	size_t n, i;
+
+	access_free(conf);
+	conf->access_set = 1;
+	if (v->type != YAML_SEQUENCE_NODE) {
+		cfg_error(ctx, node_line(v), "access wants a list of rules "
+		    "({who, consoles, rights}; [] for none)");
+		return;
+	}
+	n = (size_t)(v->data.sequence.items.top -
+	    v->data.sequence.items.start);
+	if (n > AUTHZ_MAX_RULES) {
+		cfg_error(ctx, node_line(v), "access: too many rules (%zu, at "
+		    "most %d)", n, AUTHZ_MAX_RULES);
+		return;
+	}
+	if (n == 0)
+		return;
+	conf->access = xcalloc(n, sizeof *conf->access);
+	for (i = 0; i < n; i++) {
+		it = v->data.sequence.items.start + i;
+		if ((item = yaml_document_get_node(doc, *it)) == NULL)
+			fatalx("%s: bad item", __func__);
+		if (access_rule_parse(ctx, doc, item,
+		    &conf->access[conf->n_access]) == 0)
+			conf->n_access++;
+	}
+}
+
 /* Apply one key: value pair of the top-level mapping. */
 static void
 file_pair(struct cfg_ctx *ctx, yaml_document_t *doc, yaml_node_pair_t *pair)
@@ -823,6 +1345,10 @@ file_pair(struct cfg_ctx *ctx, yaml_document_t *doc, yaml_node_pair_t *pair)
 	}
 	ctx->line[i] = node_line(k);
 
+	if (kw->type == KW_RULES) {
+		access_parse(ctx, doc, v);
+		return;
+	}
 	if (kw->type == KW_LIST) {
 		kw_list_reset(ctx->cfg, kw);
 		if (v->type == YAML_SCALAR_NODE) {
@@ -980,6 +1506,21 @@ validate_range(struct cfg_ctx *ctx, const struct keyword *kw)
 		    kw->name, v, kw->min, kw->max);
 }
 
+/* Is a token of this name configured? */
+static bool
+token_known(const struct config *conf, const char *name)
+{
+	size_t n;
+	int i;
+
+	for (i = 0; i < conf->n_tokens; i++) {
+		n = token_name_len(conf->tokens[i]);
+		if (n == strlen(name) && strncmp(conf->tokens[i], name, n) == 0)
+			return (true);
+	}
+	return (false);
+}
+
 /* Check conf as a whole; print every problem; return their number. */
 int
 config_validate(const struct config *conf, FILE *errout)
@@ -1050,6 +1591,17 @@ config_validate(const struct config *conf, FILE *errout)
 	if (conf->log_max_size != 0 && conf->log_max_size < CONFIG_LOG_SIZE_MIN)
 		cfg_error(&ctx, 0, "log-max-size %zu is too small (0 or at "
 		    "least %d)", conf->log_max_size, CONFIG_LOG_SIZE_MIN);
+	for (j = 0; j < conf->n_access; j++) {
+		const struct access_rule *r = &conf->access[j];
+		int k;
+
+		for (k = 0; k < r->n_who; k++)
+			if (r->who[k].kind == WHO_TOKEN &&
+			    !token_known(conf, r->who[k].name))
+				cfg_error(&ctx, 0, "access: the rule at line "
+				    "%zu names token '%s', which is not in "
+				    "tokens", r->line, r->who[k].name);
+	}
 	return (ctx.nerr);
 }
 

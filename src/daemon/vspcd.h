@@ -46,6 +46,74 @@
 #define VSPCD_LABEL_MAX		33
 #define VMOTION_SECRET_LEN	8
 
+/*
+ * Identities and rights (authz.c). The front end that accepts a client fills
+ * a struct identity; every string is NUL-terminated and a name that does not
+ * fit must be refused, never cut (a cut certificate subject could equal a
+ * shorter one in a rule).
+ */
+#define IDENT_NAME_MAX		64
+#define IDENT_GROUPS_MAX	16
+#define VSPCD_MAX_TOKENS	256
+#define AUTHZ_MAX_RULES		1024
+#define AUTHZ_MAX_ITEMS		256	/* who or consoles items per rule */
+#define AUTHZ_PATTERN_MAX	1024	/* bytes of one consoles pattern */
+
+enum ident_kind { IDENT_ANONYMOUS, IDENT_UNIX, IDENT_TOKEN, IDENT_CERT };
+
+struct identity {
+	enum ident_kind	 kind;
+	char		 name[IDENT_NAME_MAX];	/* user, token, cert subject */
+	uint32_t	 uid;			/* IDENT_UNIX */
+	char		 groups[IDENT_GROUPS_MAX][IDENT_NAME_MAX]; /* UNIX */
+	int		 ngroups;
+	char		 source[64];		/* "127.0.0.1:5555", "unix" */
+	bool		 loopback;	/* loopback listener or address */
+};
+
+#define RIGHT_READ	0x1
+#define RIGHT_WRITE	0x2
+#define RIGHT_FORCE	0x4
+#define RIGHT_ADMIN	0x8
+#define RIGHT_ALL	(RIGHT_READ | RIGHT_WRITE | RIGHT_FORCE | RIGHT_ADMIN)
+
+enum sharing_mode {
+	SHARING_SHARED = 0,	/* everyone with write may type */
+	SHARING_SINGLE_WRITER,	/* first writer holds the line; force takes */
+};
+
+/* One "who" item of an access rule, parsed. */
+enum access_who_kind {
+	WHO_USER,		/* user:NAME, IDENT_UNIX */
+	WHO_GROUP,		/* group:NAME, IDENT_UNIX */
+	WHO_TOKEN,		/* token:NAME */
+	WHO_CERT,		/* cert:SUBJECT, the exact subject */
+	WHO_CERT_CN,		/* cert:CN=NAME, the one CN of the subject */
+	WHO_ANONYMOUS,		/* anonymous */
+	WHO_ANY,		/* any authenticated identity */
+};
+
+struct access_who {
+	enum access_who_kind	 kind;
+	char			*name;		/* NULL: anonymous, any */
+};
+
+/* One "consoles" item: a glob; uuid is set when it spells a UUID. */
+struct access_console {
+	char			*pattern;
+	char			 uuid[33];	/* normalised, or "" */
+};
+
+/* One access rule; config_free releases its arrays. */
+struct access_rule {
+	struct access_who	*who;
+	int			 n_who;
+	struct access_console	*consoles;
+	int			 n_consoles;
+	int			 rights;	/* RIGHT_*, implied ones too */
+	size_t			 line;		/* in the config file */
+};
+
 struct config {
 	int		 foreground;
 	int		 verbose;
@@ -95,6 +163,16 @@ struct config {
 	int		 max_clients_per_source;
 	int		 frontdoor_timeout;	/* s to name a console */
 	int		 takeover_wait;		/* s a claimant waits */
+
+	/* Authorization, sharing and audit (authz.c, audit.c). */
+	struct access_rule *access;		/* owned array of n_access */
+	int		 n_access;
+	int		 access_set;		/* access given, even [] */
+	char		*tokens[VSPCD_MAX_TOKENS];	/* "NAME:SHA256HEX" */
+	int		 n_tokens;
+	enum sharing_mode sharing;
+	char		*audit_log;		/* NULL: STATE_DIR/audit.log */
+	int		 audit_enabled;		/* default 1; 0: off */
 };
 
 enum vmotion_state {
@@ -321,6 +399,39 @@ int	config_validate(const struct config *, FILE *errout);
 int	config_build(struct config *, int, char **, FILE *errout);
 void	config_free(struct config *);
 __dead void config_usage(int);
+
+/*
+ * authz.c: who may do what on which console. authz_rights returns the
+ * RIGHT_* bits of an identity on a console: the union of every access rule
+ * whose who and consoles match (a consoles glob matches the VM name, the
+ * port id or the normalised UUID; vm_name and uuid may be NULL). A unix
+ * identity with uid 0 has every right. With no access key configured at
+ * all, every identity gets RIGHT_READ | RIGHT_WRITE on a loopback
+ * connection and nothing elsewhere. authz_token_lookup hashes a presented
+ * bearer token (SHA-256) and compares it with every configured hash in
+ * constant time; it returns 0 and copies the token's name into name, or -1
+ * (unknown, empty, or name too small). authz_rights_str writes "read,write"
+ * style text for logs into buf and returns buf.
+ */
+int	authz_rights(const struct identity *, const char *vm_name,
+	    const char *port_id, const char *uuid);
+int	authz_token_lookup(const char *presented, char *name, size_t namelen);
+const char *authz_rights_str(int rights, char *buf, size_t len);
+
+/*
+ * audit.c: the audit log, one JSON object per line (attach, detach,
+ * denied, force, kick, takeover, config-reload, token-use). Never guest
+ * bytes, never secrets: callers pass names and short details only. who and
+ * console and detail may be NULL (left out). Write errors are counted and
+ * reported at most once a minute; nothing blocks or aborts. audit_reopen
+ * closes the file and opens cfg's current path (SIGHUP, rotation).
+ */
+void	audit_init(void);
+void	audit_shutdown(void);
+void	audit_reopen(void);
+void	audit_event(const char *event, const struct identity *who,
+	    const char *console, const char *detail);
+const char *audit_kind_name(enum ident_kind);
 
 /* consolelog.c */
 struct consolelog;

@@ -145,6 +145,10 @@ same_scalars(const struct config *c, const struct config *d)
 	a.config_file = b.config_file = NULL;
 	a.log_dir = b.log_dir = NULL;
 	a.log_timestamp_format = b.log_timestamp_format = NULL;
+	a.access = b.access = NULL;
+	memset(a.tokens, 0, sizeof a.tokens);
+	memset(b.tokens, 0, sizeof b.tokens);
+	a.audit_log = b.audit_log = NULL;
 	return (memcmp(&a, &b, sizeof a) == 0);
 }
 
@@ -190,6 +194,12 @@ test_defaults(void)
 	ASSERT_SIZE_EQ(c.replay_size, 65536);
 	ASSERT_INT_EQ(c.replay_telnet, 0);
 	ASSERT_INT_EQ(c.state_expiry_days, 30);
+	ASSERT_INT_EQ(c.access_set, 0);
+	ASSERT_INT_EQ(c.n_access, 0);
+	ASSERT_INT_EQ(c.n_tokens, 0);
+	ASSERT_INT_EQ(c.sharing, SHARING_SHARED);
+	ASSERT_TRUE(c.audit_log == NULL);
+	ASSERT_INT_EQ(c.audit_enabled, 1);
 	ASSERT_INT_EQ(config_validate(&c, stderr), 0);
 	config_free(&c);
 }
@@ -837,6 +847,53 @@ test_verbose(void)
 	config_free(&c);
 }
 
+/* sharing, audit-log and tokens: file and flags; access is file-only. */
+static void
+test_authz_keys(void)
+{
+	struct config c;
+	struct errbuf e;
+	const char *path;
+
+	path = write_file("authz.yaml",
+	    "sharing: single-writer\n"
+	    "audit-log: /tmp/x/audit.log\n"
+	    "tokens: ci:0123456789abcdef0123456789abcdef"
+	    "0123456789ABCDEF0123456789abcdef\n"
+	    "access:\n"
+	    "  - {who: any, consoles: '*', rights: read}\n");
+	ASSERT_INT_EQ(build(&c, &e, "-f", path, NULL), 0);
+	err_free(&e);
+	ASSERT_INT_EQ(c.sharing, SHARING_SINGLE_WRITER);
+	ASSERT_STR_EQ(c.audit_log, "/tmp/x/audit.log");
+	ASSERT_INT_EQ(c.audit_enabled, 1);
+	ASSERT_INT_EQ(c.n_tokens, 1);
+	ASSERT_INT_EQ(c.access_set, 1);
+	ASSERT_INT_EQ(c.n_access, 1);
+	config_free(&c);
+
+	ASSERT_INT_EQ(build(&c, &e, "-f", path, "--sharing", "shared",
+	    "--audit-log", "off", NULL), 0);
+	err_free(&e);
+	ASSERT_INT_EQ(c.sharing, SHARING_SHARED);
+	ASSERT_TRUE(c.audit_log == NULL);
+	ASSERT_INT_EQ(c.audit_enabled, 0);
+	ASSERT_INT_EQ(c.n_access, 1);
+	config_free(&c);
+
+	ASSERT_INT_EQ(build(&c, &e, "--sharing", "exclusive", "--audit-log",
+	    "", "--tokens", "nope", NULL), 3);
+	ASSERT_TRUE(err_has(&e, "vspcd: --sharing 'exclusive' is not one of "
+	    "shared|single-writer\n"));
+	ASSERT_TRUE(err_has(&e, "vspcd: --audit-log is empty (use off for "
+	    "none)\n"));
+	ASSERT_TRUE(err_has(&e, "vspcd: --tokens: an item is not "
+	    "NAME:SHA256HEX"));
+	ASSERT_TRUE(!err_has(&e, "nope"));
+	err_free(&e);
+	config_free(&c);
+}
+
 /* Run every test in a fresh temporary directory. */
 int
 main(void)
@@ -865,6 +922,7 @@ main(void)
 	T_RUN(test_all_errors_reported);
 	T_RUN(test_validate);
 	T_RUN(test_verbose);
+	T_RUN(test_authz_keys);
 	for (i = 0; i < nfiles; i++) {
 		unlink(files[i]);
 		free(files[i]);
