@@ -72,6 +72,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +82,117 @@
 #include <unistd.h>
 
 #include "vspcd.h"
+
+/*
+ * fdatasync(2) can block for a long time on a busy disk, and the event loop
+ * must never wait for the disk (a slow disk must not slow a VM). So syncs
+ * go to one background thread: the loop hands it an fd it owns (a dup of
+ * the .log fd, or the sidecar fd opened for the sync) through a bounded
+ * queue; the thread syncs and closes it. If the queue is full the loop syncs
+ * itself (the disk is then so slow that nothing else helps). At shutdown
+ * the queue is drained and syncs are done in line.
+ */
+#define CLOG_SYNCQ_MAX	256
+
+static pthread_mutex_t	 clog_syncq_mtx = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t	 clog_syncq_cv = PTHREAD_COND_INITIALIZER;
+static int		 clog_syncq[CLOG_SYNCQ_MAX];
+static int		 clog_syncq_n;
+static bool		 clog_syncq_stop;
+static bool		 clog_syncq_running;
+static pthread_t	 clog_syncq_thread;
+static atomic_uint	 clog_sync_errors;
+static bool		 clog_sync_inline;	/* tests: no thread */
+
+/* The sync thread: fdatasync and close each queued fd. */
+static void *
+clog_syncq_main(void *arg)
+{
+	int fd;
+
+	pthread_mutex_lock(&clog_syncq_mtx);
+	for (;;) {
+		while (clog_syncq_n == 0 && !clog_syncq_stop)
+			pthread_cond_wait(&clog_syncq_cv, &clog_syncq_mtx);
+		if (clog_syncq_n == 0 && clog_syncq_stop)
+			break;
+		fd = clog_syncq[--clog_syncq_n];
+		pthread_mutex_unlock(&clog_syncq_mtx);
+		if (fdatasync(fd) == -1)
+			atomic_fetch_add(&clog_sync_errors, 1);
+		close(fd);
+		pthread_mutex_lock(&clog_syncq_mtx);
+	}
+	pthread_mutex_unlock(&clog_syncq_mtx);
+	return (NULL);
+}
+
+/* Start the sync thread once. */
+static void
+clog_syncq_start(void)
+{
+	if (clog_syncq_running || clog_sync_inline)
+		return;
+	clog_syncq_stop = false;
+	if (pthread_create(&clog_syncq_thread, NULL, clog_syncq_main,
+	    NULL) != 0) {
+		log_warnx("console log: no sync thread; syncing in line");
+		return;
+	}
+	clog_syncq_running = true;
+}
+
+/* Drain the queue and stop the sync thread. */
+static void
+clog_syncq_join(void)
+{
+	if (!clog_syncq_running)
+		return;
+	pthread_mutex_lock(&clog_syncq_mtx);
+	clog_syncq_stop = true;
+	pthread_cond_signal(&clog_syncq_cv);
+	pthread_mutex_unlock(&clog_syncq_mtx);
+	pthread_join(clog_syncq_thread, NULL);
+	clog_syncq_running = false;
+}
+
+/*
+ * fdatasync and close fd (owned by the caller, handed over) without
+ * blocking the loop when the sync thread can take it. Returns 0, or -1 with
+ * errno if a sync done in line failed.
+ */
+static int
+clog_sync_fd(int fd)
+{
+	int r = 0;
+
+	if (clog_syncq_running) {
+		pthread_mutex_lock(&clog_syncq_mtx);
+		if (clog_syncq_n < CLOG_SYNCQ_MAX) {
+			clog_syncq[clog_syncq_n++] = fd;
+			pthread_cond_signal(&clog_syncq_cv);
+			pthread_mutex_unlock(&clog_syncq_mtx);
+			return (0);
+		}
+		pthread_mutex_unlock(&clog_syncq_mtx);
+	}
+	if (fdatasync(fd) == -1)
+		r = -1;
+	close(fd);
+	return (r);
+}
+
+/* Sync an fd that stays open (the .log): a dup goes to the thread. */
+static int
+clog_sync_dup(int fd)
+{
+	int d;
+
+	if (clog_syncq_running &&
+	    (d = fcntl(fd, F_DUPFD_CLOEXEC, 0)) != -1)
+		return (clog_sync_fd(d));
+	return (fdatasync(fd));
+}
 
 #define CLOG_BUFSZ	8192	/* per-file write buffer */
 #define CLOG_MAXPFX	64	/* timestamp prefixes per buffer */
@@ -172,6 +285,14 @@ static int	clog_evict(bool);
 static void	clog_arm_idle(void);
 
 void	consolelog_test_tune(int, int);
+void	consolelog_test_sync_inline(bool);
+
+/* Tests: sync in line (no thread), so fd counts are deterministic. */
+void
+consolelog_test_sync_inline(bool on)
+{
+	clog_sync_inline = on;
+}
 
 /*
  * Tests only: set the idle time before a .log is closed and the most .log
@@ -339,10 +460,13 @@ clog_log_close(struct consolelog *cl)
 {
 	if (cl->fd == -1)
 		return;
-	if (cl->need_sync && fdatasync(cl->fd) == -1)
-		clog_warn(cl, "fdatasync", errno);
+	if (cl->need_sync) {
+		/* The fd itself goes to the sync thread, which closes it. */
+		if (clog_sync_fd(cl->fd) == -1)
+			clog_warn(cl, "fdatasync", errno);
+	} else
+		close(cl->fd);
 	cl->need_sync = false;
-	close(cl->fd);
 	cl->fd = -1;
 	TAILQ_REMOVE(&clog_lru, cl, open_entry);
 	clog_nopen--;
@@ -462,9 +586,8 @@ clog_sync_events(struct consolelog *cl)
 			clog_warn(cl, "cannot open events to sync", errno);
 		return;
 	}
-	if (fdatasync(fd) == -1)
+	if (clog_sync_fd(fd) == -1)
 		clog_warn(cl, "fdatasync events", errno);
-	close(fd);
 }
 
 /* Cut the sidecar back to size bytes. Returns 0 or -1. */
@@ -859,7 +982,7 @@ clog_finish(struct consolelog *cl)
 static void
 clog_sync(struct consolelog *cl)
 {
-	if (cl->fd != -1 && cl->need_sync && fdatasync(cl->fd) == -1)
+	if (cl->fd != -1 && cl->need_sync && clog_sync_dup(cl->fd) == -1)
 		clog_warn(cl, "fdatasync", errno);
 	cl->need_sync = false;
 	clog_sync_events(cl);
@@ -870,7 +993,10 @@ static void
 clog_tick(evutil_socket_t fd, short events, void *arg)
 {
 	struct consolelog *cl;
+	u_int errs;
 
+	if ((errs = atomic_exchange(&clog_sync_errors, 0)) > 0)
+		log_warnx("console log: %u fdatasync calls failed", errs);
 	while ((cl = TAILQ_FIRST(&clog_dirty)) != NULL) {
 		TAILQ_REMOVE(&clog_dirty, cl, dirty_entry);
 		cl->dirty = false;
@@ -1057,6 +1183,7 @@ clog_set_path(struct consolelog *cl)
 void
 consolelog_init(void)
 {
+	clog_syncq_start();
 	clog_open_dir();
 	clog_stamp_when = -1;
 	if (clog_timer == NULL && ev_base != NULL &&
@@ -1094,6 +1221,7 @@ consolelog_shutdown(void)
 	clog_dirfd = -1;
 	free(clog_dir);
 	clog_dir = NULL;
+	clog_syncq_join();	/* every queued sync done before we return */
 }
 
 /* Find an open log by port id. */
