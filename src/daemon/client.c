@@ -82,12 +82,29 @@ client_pause(struct client *c, bool pause)
 	}
 }
 
-/* Attach a client to a port. */
+/* Attach a client to a port's own listener, if it may read it. */
 static void
 client_attach(struct client *c, struct port *p)
 {
 	c->frontdoor = false;
+	if (port_authorize(p, c) == -1) {
+		client_puts(c, "vspcd: access denied\r\n");
+		bufferevent_disable(c->bev, EV_READ);
+		c->closing = true;	/* closed once the line is out */
+		return;
+	}
 	port_attach(p, c, cfg.replay_telnet != 0);
+}
+
+/* Client input for the VM, if the client may write. */
+static void
+client_to_port(struct client *c, const uint8_t *data, size_t len)
+{
+	if ((c->rights & RIGHT_WRITE) == 0) {
+		c->input_denied += len;
+		return;
+	}
+	port_input(c->port, data, len);
 }
 
 /* Input for the console: NVT newline handling, then to the port. */
@@ -109,13 +126,13 @@ client_console_input(struct client *c, const uint8_t *data, size_t len)
 		}
 	}
 	if (telnet_enabled(&c->tn, TELOPT_BINARY, false)) {
-		port_input(c->port, data, len);
+		client_to_port(c, data, len);
 		return;
 	}
 	while (len > 0) {
 		n = len < sizeof buf ? len : sizeof buf;
 		memcpy(buf, data, n);
-		port_input(c->port, buf,
+		client_to_port(c, buf,
 		    telnet_nvt_filter(buf, n, &c->pending_cr));
 		data += n;
 		len -= n;
@@ -149,6 +166,10 @@ client_frontdoor_line(struct client *c)
 		replay = false;
 		name += 10;
 		n = port_lookup(name, m, nitems(m));
+	}
+	if (n == 1 && port_authorize(m[0], c) == -1) {
+		/* Same answer as an unknown name: reveal nothing. */
+		n = 0;
 	}
 	if (n == 1) {
 		snprintf(msg, sizeof msg, "attached to %s [%s]\r\n",
@@ -249,7 +270,7 @@ client_telnet_cb(void *arg, const struct telnet_event *ev)
 		break;
 	case TELNET_EV_CMD:
 		if (ev->cmd == TELNET_IP && c->port != NULL)
-			port_input(c->port, &ctrl_c, 1);
+			client_to_port(c, &ctrl_c, 1);
 		else if (ev->cmd == TELNET_AYT)
 			client_puts(c, "\r\n[vspcd: yes]\r\n");
 		break;
@@ -303,6 +324,11 @@ client_write_cb(struct bufferevent *bev, void *arg)
 	struct client *c = arg;
 	char msg[128];
 
+	if (c->closing) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			client_close(c, "access denied");
+		return;
+	}
 	if (!c->skipping)
 		return;
 	snprintf(msg, sizeof msg,
@@ -360,6 +386,9 @@ client_new(evutil_socket_t fd, struct sockaddr *sa, int salen)
 		memcpy(&c->sa, sa, (size_t)salen);
 	source_count(SOURCE_CLIENT, sa, 1);
 	c->counted_src = true;
+	c->ident.kind = IDENT_ANONYMOUS;
+	strlcpy(c->ident.source, c->addr, sizeof c->ident.source);
+	c->ident.loopback = sockaddr_is_loopback(sa);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	c->bev = bufferevent_socket_new(ev_base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL) {

@@ -101,6 +101,19 @@ sockaddr_same_host(const struct sockaddr *a, const struct sockaddr *b)
 	return (memcmp(x, y, fa == AF_INET ? 4 : 16) == 0);
 }
 
+/* True if sa is a loopback address (127/8, ::1, or v4-mapped 127/8). */
+bool
+sockaddr_is_loopback(const struct sockaddr *sa)
+{
+	static const uint8_t v6lo[16] = { [15] = 1 };
+	uint8_t a[16];
+	int fam;
+
+	if ((fam = sockaddr_bytes(sa, a)) == AF_INET)
+		return (a[0] == 127);
+	return (fam == AF_INET6 && memcmp(a, v6lo, 16) == 0);
+}
+
 struct source {
 	RB_ENTRY(source)	 entry;
 	int			 family;

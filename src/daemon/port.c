@@ -661,10 +661,33 @@ port_vm_writable(struct port *p)
 		client_pause(c, false);
 }
 
-/* Attach a client to the port, optionally replaying recent output. */
+/*
+ * The one access check, whatever the front end: the client's rights on p
+ * from the access rules. Without read it must not attach (and gets no
+ * console byte); the refusal is audited. Returns 0 or -1.
+ */
+int
+port_authorize(struct port *p, struct client *c)
+{
+	char r[64];
+
+	c->rights = authz_rights(&c->ident, p->name, p->id, p->uuid);
+	if ((c->rights & RIGHT_READ) == 0) {
+		audit_event("denied", &c->ident, p->id, "no read right");
+		log_info("port %s: client %s denied", p->id, c->addr);
+		return (-1);
+	}
+	log_debug("port %s: client %s has %s", p->id, c->addr,
+	    authz_rights_str(c->rights, r, sizeof r));
+	return (0);
+}
+
+/* Attach an authorized client to the port, optionally replaying output. */
 void
 port_attach(struct port *p, struct client *c, bool replay)
 {
+	char r[64];
+
 	if (replay)
 		port_replay_send(p, c);
 	c->port = p;
@@ -674,6 +697,8 @@ port_attach(struct port *p, struct client *c, bool replay)
 		client_pause(c, true);
 	port_check_expiry(p);
 	consolelog_event(p->log, "client-attach", c->addr);
+	audit_event("attach", &c->ident, p->id,
+	    authz_rights_str(c->rights, r, sizeof r));
 	log_info("port %s: client %s attached (%u clients)", p->id, c->addr,
 	    p->nclients);
 }
@@ -688,6 +713,7 @@ port_detach(struct port *p, struct client *c)
 	p->client_bytes_dropped += c->skipped;
 	port_check_expiry(p);
 	consolelog_event(p->log, "client-detach", c->addr);
+	audit_event("detach", &c->ident, p->id, NULL);
 	log_info("port %s: client %s detached (%u clients)", p->id, c->addr,
 	    p->nclients);
 }

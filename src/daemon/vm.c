@@ -236,6 +236,7 @@ vm_claim_timeout(struct vm_session *vs)
 		vm_takeovers_refused++;
 		log_warnx("port %s: %s is still alive; claim by %s refused",
 		    p->id, old->addr, vs->addr);
+		audit_event("takeover", NULL, p->id, "refused: holder alive");
 		p->claimant = NULL;
 		vs->claiming = NULL;
 		vm_close(vs, "port held by a live connection");
@@ -245,6 +246,7 @@ vm_claim_timeout(struct vm_session *vs)
 		/* Closing it unbinds the port, which binds the claimant. */
 		log_warnx("port %s: %s stopped answering; %s takes over",
 		    p->id, old->addr, vs->addr);
+		audit_event("takeover", NULL, p->id, "holder stopped answering");
 		vm_close(old, "peer stopped answering; taken over");
 		return;
 	}

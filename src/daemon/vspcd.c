@@ -216,6 +216,7 @@ reload(void)
 			log_warnx("reload: %s", line);
 		log_warnx("reload: %d error%s; keeping the old configuration",
 		    n, n == 1 ? "" : "s");
+		audit_event("config-reload", NULL, NULL, "refused: errors");
 		free(errs);
 		config_free(&ncfg);
 		return;
@@ -261,6 +262,8 @@ reload(void)
 	log_set_level(cfg.verbose > 0 ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 	vm_policy_reload();
 	consolelog_reopen_all();
+	audit_reopen();
+	audit_event("config-reload", NULL, NULL, "applied");
 	write_listeners();
 	log_info("reload: configuration applied");
 }
@@ -304,6 +307,7 @@ main(int argc, char **argv)
 		    "remembered");
 	port_state_load();
 	consolelog_init();
+	audit_init();
 	vm_policy_reload();
 
 	if (listeners_apply(&cfg, true) == -1)
@@ -328,6 +332,7 @@ main(int argc, char **argv)
 	vm_close_all();
 	port_free_all();
 	consolelog_shutdown();
+	audit_shutdown();
 	db_close();
 	event_free(sigterm);
 	event_free(sigint);

@@ -295,6 +295,10 @@ struct client {
 	struct event		*timer;		/* front-door deadline */
 	struct sockaddr_storage	 sa;
 	char			 addr[64];
+	struct identity		 ident;
+	int			 rights;	/* RIGHT_* on c->port */
+	uint64_t		 input_denied;	/* typed without write right */
+	bool			 closing;	/* close once output is out */
 };
 
 /* vspcd.c */
@@ -323,6 +327,7 @@ bool	cidr_match(const struct cidr *, const struct sockaddr *);
 #define SOURCE_CLIENT	1
 int	source_count(int kind, const struct sockaddr *, int delta);
 bool	sockaddr_same_host(const struct sockaddr *, const struct sockaddr *);
+bool	sockaddr_is_loopback(const struct sockaddr *);
 void	listener_addr_str(const struct sockaddr *, char *, size_t);
 
 /* port.c */
@@ -335,6 +340,7 @@ void	port_bind_vm(struct port *, struct vm_session *);
 void	port_unbind_vm(struct port *, struct vm_session *);
 void	port_output(struct port *, const uint8_t *, size_t);
 void	port_input(struct port *, const uint8_t *, size_t);
+int	port_authorize(struct port *, struct client *);
 void	port_attach(struct port *, struct client *, bool replay);
 void	port_detach(struct port *, struct client *);
 void	port_vm_writable(struct port *);

@@ -288,7 +288,7 @@ class TestHostileNames(LogTestCase):
                 if root == ld:
                     continue
                 rel = os.path.relpath(full, d.state_dir)
-                self.assertRegex(rel, r'^(listeners\.json|state\.db.*|'
+                self.assertRegex(rel, r'^(listeners\.json|state\.db.*|audit\.log|'
                                  r'vspcd\.stderr|vspc-sim-.*\.stderr)$',
                                  'unexpected file %r' % full)
             for x in dirs:
