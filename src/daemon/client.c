@@ -143,10 +143,10 @@ client_console_input(struct client *c, const uint8_t *data, size_t len)
 static bool
 client_frontdoor_line(struct client *c)
 {
-	struct port *m[8];
+	struct port *m[64];
 	char msg[512];
 	const char *name = c->line;
-	int n, i;
+	int n, i, k;
 	size_t o;
 	bool replay = cfg.replay_telnet != 0;
 
@@ -167,10 +167,20 @@ client_frontdoor_line(struct client *c)
 		name += 10;
 		n = port_lookup(name, m, nitems(m));
 	}
-	if (n == 1 && port_authorize(m[0], c) == -1) {
-		/* Same answer as an unknown name: reveal nothing. */
-		n = 0;
+	/*
+	 * Only consoles the client may read exist for it: the others are
+	 * dropped from the matches (and audited), so a refused name gets the
+	 * same answer as an unknown one and reveals nothing.
+	 */
+	if (n > (int)nitems(m))
+		n = nitems(m);
+	for (i = k = 0; i < n; i++) {
+		if (port_authorize(m[i], c) == 0)
+			m[k++] = m[i];
 	}
+	n = k;
+	if (n == 1)
+		(void)port_authorize(m[0], c);	/* its rights, again */
 	if (n == 1) {
 		snprintf(msg, sizeof msg, "attached to %s [%s]\r\n",
 		    m[0]->name[0] != '\0' ? m[0]->name : "(unnamed)", m[0]->id);
@@ -249,6 +259,25 @@ client_frontdoor_input(struct client *c, const uint8_t *data, size_t len)
 	}
 }
 
+/*
+ * Console input of one read chunk is gathered and handed on in one call (a
+ * doubled 0xFF is its own codec event); any other event flushes first.
+ */
+static uint8_t client_rx[CLIENT_READ_CHUNK];
+static size_t client_rx_len;
+
+/* Hand the gathered console input of c on. */
+static void
+client_rx_flush(struct client *c)
+{
+	size_t len = client_rx_len;
+
+	if (len == 0)
+		return;
+	client_rx_len = 0;
+	client_console_input(c, client_rx, len);
+}
+
 /* Events from the client's telnet codec. */
 static void
 client_telnet_cb(void *arg, const struct telnet_event *ev)
@@ -258,12 +287,21 @@ client_telnet_cb(void *arg, const struct telnet_event *ev)
 
 	if (c->dead)
 		return;
+	if (ev->type == TELNET_EV_DATA && !c->frontdoor) {
+		if (client_rx_len + ev->len > sizeof client_rx)
+			client_rx_flush(c);
+		if (ev->len > sizeof client_rx)
+			client_console_input(c, ev->data, ev->len);
+		else {
+			memcpy(client_rx + client_rx_len, ev->data, ev->len);
+			client_rx_len += ev->len;
+		}
+		return;
+	}
+	client_rx_flush(c);
 	switch (ev->type) {
 	case TELNET_EV_DATA:
-		if (c->frontdoor)
-			client_frontdoor_input(c, ev->data, ev->len);
-		else
-			client_console_input(c, ev->data, ev->len);
+		client_frontdoor_input(c, ev->data, ev->len);
 		break;
 	case TELNET_EV_SEND:
 		bufferevent_write(c->bev, ev->data, ev->len);
@@ -305,6 +343,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
 			if (total + l > CLIENT_READ_CHUNK)
 				l = CLIENT_READ_CHUNK - total;
 			telnet_input(&c->tn, v[i].iov_base, l);
+			client_rx_flush(c);
 			total += l;
 			if (total >= CLIENT_READ_CHUNK)
 				break;

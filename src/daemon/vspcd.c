@@ -197,6 +197,7 @@ reload(void)
 {
 	struct config ncfg;
 	struct evhttp *nhttp = NULL;
+	struct client *c, *c1;
 	char *errs = NULL, *line, *save;
 	size_t errlen = 0;
 	FILE *f;
@@ -264,6 +265,11 @@ reload(void)
 	consolelog_reopen_all();
 	audit_reopen();
 	audit_event("config-reload", NULL, NULL, "applied");
+	/* Rights follow the new rules: revoked readers are detached. */
+	TAILQ_FOREACH_SAFE(c, &all_clients, all_entry, c1) {
+		if (c->port != NULL && port_authorize(c->port, c) == -1)
+			client_close(c, "access revoked");
+	}
 	write_listeners();
 	log_info("reload: configuration applied");
 }

@@ -401,7 +401,6 @@ class TestAmbiguous(AccessBase):
     """A name that matches several consoles the client may not read must
     get the unknown-name answer too, not a list of their port ids."""
 
-    @unittest.expectedFailure   # bug: the ambiguous answer lists them
     def test_ambiguous_name_reveals_nothing(self):
         d = Daemon(start=False)
         self._daemons.append(d)
