@@ -17,6 +17,7 @@
  */
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include <netdb.h>
 #include <netinet/in.h>
@@ -74,6 +75,7 @@ struct buf {
 struct endpoint {
 	char host[256];
 	char port[8];
+	char unix_path[108];	/* set: a Unix socket instead of TCP */
 };
 
 /* Attach phases. */
@@ -214,6 +216,10 @@ endpoint_parse(const char *s, struct endpoint *ep)
 	const char *colon, *host, *errstr;
 	size_t hlen;
 
+	if (s[0] == '/')	/* a Unix socket path */
+		return (strlcpy(ep->unix_path, s, sizeof ep->unix_path) <
+		    sizeof ep->unix_path);
+
 	colon = strrchr(s, ':');
 	if (colon == NULL || colon == s)
 		return (false);
@@ -242,6 +248,7 @@ endpoint_set(struct endpoint *ep, const char *host, long long port)
 {
 	strlcpy(ep->host, host, sizeof ep->host);
 	snprintf(ep->port, sizeof ep->port, "%lld", port);
+	ep->unix_path[0] = '\0';
 }
 
 /* Format an endpoint for messages (static buffer). */
@@ -250,6 +257,8 @@ endpoint_str(const struct endpoint *ep)
 {
 	static char s[300];
 
+	if (ep->unix_path[0] != '\0')
+		return (ep->unix_path);
 	if (strchr(ep->host, ':') != NULL)
 		snprintf(s, sizeof s, "[%s]:%s", ep->host, ep->port);
 	else
@@ -304,6 +313,15 @@ endpoints_resolve(const char *state_dir, const char *admin_opt,
 		else if (json_is_null(v))
 			die("the admin API of vspcd is off (%s)", path);
 	}
+	if (!want_admin && client_opt == NULL &&
+	    json_is_string(v = json_object_get(root, "unix")) &&
+	    strlcpy(client->unix_path, json_string_value(v),
+	    sizeof client->unix_path) < sizeof client->unix_path) {
+		/* The Unix socket identifies us by uid: prefer it. */
+		json_decref(root);
+		return;
+	}
+	client->unix_path[0] = '\0';
 	if (!want_admin && client_opt == NULL) {
 		v = json_object_get(root, "client");
 		if (json_is_integer(v) && json_integer_value(v) > 0 &&
@@ -321,9 +339,26 @@ static int
 connect_endpoint(const struct endpoint *ep)
 {
 	struct addrinfo hints, *res, *ai;
+	struct sockaddr_un sun;
 	struct pollfd pfd;
 	socklen_t sl;
 	int fd, rc, err, flags, one = 1;
+
+	if (ep->unix_path[0] != '\0') {
+		memset(&sun, 0, sizeof sun);
+		sun.sun_family = AF_UNIX;
+		strlcpy(sun.sun_path, ep->unix_path, sizeof sun.sun_path);
+		if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) ==
+		    -1)
+			return (-1);
+		if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
+			err = errno;
+			close(fd);
+			errno = err;
+			return (-1);
+		}
+		return (fd);
+	}
 
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;

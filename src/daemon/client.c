@@ -18,6 +18,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -470,6 +472,76 @@ client_accept_frontdoor_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	c->timer = evtimer_new(ev_base, client_timer, c);
 	evtimer_add(c->timer, &tv);
 	log_debug("client %s: front door", c->addr);
+	client_puts(c, CLIENT_PROMPT);
+}
+
+/*
+ * Who is at the other end of a Unix socket: uid from SO_PEERCRED, user and
+ * group names from the system databases. A name that does not fit is
+ * refused, never cut (it could then equal another name in a rule).
+ */
+static int
+client_unix_identity(struct client *c, evutil_socket_t fd)
+{
+	struct ucred uc;
+	socklen_t len = sizeof uc;
+	struct passwd pw, *pwp;
+	struct group gr, *grp;
+	gid_t gids[64];
+	char buf[4096];
+	int i, ngids = (int)nitems(gids);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) == -1)
+		return (-1);
+	c->ident.kind = IDENT_UNIX;
+	c->ident.uid = uc.uid;
+	c->ident.loopback = true;
+	snprintf(c->ident.source, sizeof c->ident.source, "unix:pid=%ld",
+	    (long)uc.pid);
+	snprintf(c->addr, sizeof c->addr, "unix:uid=%u", (u_int)uc.uid);
+	if (getpwuid_r(uc.uid, &pw, buf, sizeof buf, &pwp) != 0 ||
+	    pwp == NULL) {
+		snprintf(c->ident.name, sizeof c->ident.name, "#%u",
+		    (u_int)uc.uid);
+		return (0);
+	}
+	if (strlcpy(c->ident.name, pw.pw_name, sizeof c->ident.name) >=
+	    sizeof c->ident.name)
+		return (-1);
+	if (getgrouplist(pw.pw_name, pw.pw_gid, gids, &ngids) == -1)
+		ngids = (int)nitems(gids);
+	for (i = 0; i < ngids && c->ident.ngroups < IDENT_GROUPS_MAX; i++) {
+		char gbuf[4096];
+
+		if (getgrgid_r(gids[i], &gr, gbuf, sizeof gbuf, &grp) != 0 ||
+		    grp == NULL)
+			continue;
+		if (strlcpy(c->ident.groups[c->ident.ngroups], gr.gr_name,
+		    IDENT_NAME_MAX) < IDENT_NAME_MAX)
+			c->ident.ngroups++;
+	}
+	return (0);
+}
+
+/* Accept a client on the Unix-socket front door. */
+void
+client_accept_unix_cb(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct timeval tv = { cfg.frontdoor_timeout, 0 };
+	struct client *c;
+
+	if ((c = client_new(fd, sa, salen)) == NULL)
+		return;
+	if (client_unix_identity(c, fd) == -1) {
+		log_warnx("client %s: cannot identify the peer", c->addr);
+		client_close(c, "unidentified unix peer");
+		return;
+	}
+	c->frontdoor = true;
+	c->timer = evtimer_new(ev_base, client_timer, c);
+	evtimer_add(c->timer, &tv);
+	log_debug("client %s (%s): unix front door", c->addr, c->ident.name);
 	client_puts(c, CLIENT_PROMPT);
 }
 

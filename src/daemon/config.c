@@ -104,6 +104,10 @@ static const struct keyword keywords[] = {
 	{ .name = "client-listen", .type = KW_ADDR, .off = OFF(client_listen),
 	  .def = "127.0.0.1:13371", .arg = "ADDR:PORT|off",
 	  .help = "front door: telnet, then a console name" },
+	{ .name = "unix-listen", .type = KW_STRING, .off = OFF(unix_listen),
+	  .def = "off", .arg = "PATH|off",
+	  .help = "front door on a Unix socket; clients are identified "
+	    "by their uid (SO_PEERCRED)" },
 	{ .name = "client-bind", .type = KW_STRING, .off = OFF(client_bind),
 	  .def = "127.0.0.1", .arg = "ADDR",
 	  .help = "address of the per-port telnet listeners" },
@@ -756,6 +760,7 @@ config_free(struct config *conf)
 		free(conf->vm_listen[i]);
 	free(conf->client_listen);
 	free(conf->client_bind);
+	free(conf->unix_listen);
 	free(conf->admin_listen);
 	for (i = 0; i < conf->n_service_uri; i++)
 		free(conf->service_uri[i]);

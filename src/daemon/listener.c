@@ -5,6 +5,8 @@
  */
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -14,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vspcd.h"
 
@@ -155,6 +158,48 @@ listener_open_addr(const char *host, int port, evconnlistener_cb cb,
 				    ((struct sockaddr_in6 *)&ss)->sin6_port);
 		}
 	}
+	return (lev);
+}
+
+/*
+ * Listen on a Unix socket at path (mode 0666: the daemon decides who may do
+ * what from the peer's credentials). A stale socket left by a previous run
+ * is replaced; anything else at the path is refused.
+ */
+struct evconnlistener *
+listener_open_unix(const char *path, evconnlistener_cb cb, void *arg)
+{
+	struct sockaddr_un sun;
+	struct evconnlistener *lev;
+	struct stat st;
+	mode_t old;
+
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlcpy(sun.sun_path, path, sizeof sun.sun_path) >=
+	    sizeof sun.sun_path) {
+		log_warnx("unix listener: path too long: %s", path);
+		return (NULL);
+	}
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			log_warnx("unix listener: %s exists and is not a socket",
+			    path);
+			return (NULL);
+		}
+		(void)unlink(path);
+	}
+	old = umask(0);
+	lev = evconnlistener_new_bind(ev_base, cb, arg, LEV_OPT_CLOSE_ON_FREE |
+	    LEV_OPT_CLOSE_ON_EXEC, LISTENER_BACKLOG, (struct sockaddr *)&sun,
+	    (int)sizeof sun);
+	umask(old);
+	if (lev == NULL) {
+		log_warn("unix listener: cannot listen on %s", path);
+		return (NULL);
+	}
+	evconnlistener_set_error_cb(lev, listener_error_cb);
+	log_info("unix listener on %s", path);
 	return (lev);
 }
 

@@ -18,6 +18,7 @@
 
 #include <event2/event.h>
 #include <event2/http.h>
+#include <jansson.h>
 
 #include "vspcd.h"
 
@@ -27,6 +28,8 @@ struct event_base *ev_base;
 static struct evconnlistener *vm_listeners[VSPCD_MAX_VM_LISTEN];
 static int vm_ports[VSPCD_MAX_VM_LISTEN];
 static struct evconnlistener *frontdoor;
+static struct evconnlistener *unix_door;
+static char *unix_door_path;
 static int frontdoor_port, admin_port;
 static int saved_argc;
 static char **saved_argv;
@@ -62,6 +65,19 @@ raise_nofile(void)
 	}
 }
 
+/* A JSON string literal for s (caller frees). */
+static char *
+json_quote(const char *s)
+{
+	json_t *j;
+	char *out;
+
+	j = json_string(s);
+	out = j != NULL ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+	json_decref(j);
+	return (out != NULL ? out : xstrdup("null"));
+}
+
 /* Write listeners.json once every listener is up. */
 static void
 write_listeners(void)
@@ -82,6 +98,15 @@ write_listeners(void)
 		    snprintf(buf + o, sizeof buf - o, "\"client\": %d, ",
 		    frontdoor_port) :
 		    snprintf(buf + o, sizeof buf - o, "\"client\": null, "));
+	if (o < sizeof buf && unix_door_path != NULL) {
+		char *j = json_quote(unix_door_path);
+
+		o += (size_t)snprintf(buf + o, sizeof buf - o,
+		    "\"unix\": %s, ", j);
+		free(j);
+	} else if (o < sizeof buf)
+		o += (size_t)snprintf(buf + o, sizeof buf - o,
+		    "\"unix\": null, ");
 	if (o < sizeof buf)
 		o += (size_t)(cfg.admin_listen != NULL ?
 		    snprintf(buf + o, sizeof buf - o, "\"admin\": %d}\n",
@@ -228,6 +253,8 @@ reload(void)
 		free(ncfg.state_dir);
 		ncfg.state_dir = xstrdup(cfg.state_dir);
 	}
+	if (strcmp(ncfg.unix_listen, cfg.unix_listen) != 0)
+		log_warnx("reload: unix-listen changes apply at restart");
 	if (strcmp(ncfg.client_bind, cfg.client_bind) != 0 ||
 	    ncfg.port_lo != cfg.port_lo || ncfg.port_hi != cfg.port_hi) {
 		log_warnx("reload: client-bind and port-range changes apply "
@@ -318,6 +345,13 @@ main(int argc, char **argv)
 
 	if (listeners_apply(&cfg, true) == -1)
 		exit(1);
+	if (strcmp(cfg.unix_listen, "off") != 0) {
+		unix_door = listener_open_unix(cfg.unix_listen,
+		    client_accept_unix_cb, NULL);
+		if (unix_door == NULL)
+			exit(1);
+		unix_door_path = xstrdup(cfg.unix_listen);
+	}
 	if (cfg.admin_listen != NULL &&
 	    admin_start(cfg.admin_listen, &admin_port) == -1)
 		exit(1);
@@ -334,6 +368,11 @@ main(int argc, char **argv)
 	}
 	if (frontdoor != NULL)
 		evconnlistener_free(frontdoor);
+	if (unix_door != NULL) {
+		evconnlistener_free(unix_door);
+		(void)unlink(unix_door_path);
+		free(unix_door_path);
+	}
 	client_close_all();
 	vm_close_all();
 	port_free_all();

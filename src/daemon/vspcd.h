@@ -122,6 +122,7 @@ struct config {
 	int		 n_vm_listen;
 	char		*client_listen;		/* NULL: off */
 	char		*client_bind;
+	char		*unix_listen;		/* "off" or a socket path */
 	int		 port_lo;		/* -1: per-port listeners off */
 	int		 port_hi;		/* 0-0: ephemeral */
 	char		*admin_listen;		/* NULL: off */
@@ -329,6 +330,8 @@ int	source_count(int kind, const struct sockaddr *, int delta);
 bool	sockaddr_same_host(const struct sockaddr *, const struct sockaddr *);
 bool	sockaddr_is_loopback(const struct sockaddr *);
 void	listener_addr_str(const struct sockaddr *, char *, size_t);
+struct evconnlistener *listener_open_unix(const char *path,
+	    evconnlistener_cb cb, void *arg);
 
 /* port.c */
 struct port *port_find_key(const char *uuid, const char *uri);
@@ -391,6 +394,8 @@ extern uint64_t	 client_refused_limit;
 void	client_accept_frontdoor_cb(struct evconnlistener *, evutil_socket_t,
 	    struct sockaddr *, int, void *);
 void	client_accept_port_cb(struct evconnlistener *, evutil_socket_t,
+	    struct sockaddr *, int, void *);
+void	client_accept_unix_cb(struct evconnlistener *, evutil_socket_t,
 	    struct sockaddr *, int, void *);
 void	client_write_console(struct client *, const uint8_t *, size_t);
 void	client_pause(struct client *, bool);

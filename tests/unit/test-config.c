@@ -139,6 +139,7 @@ same_scalars(const struct config *c, const struct config *d)
 	memset(b.vm_listen, 0, sizeof b.vm_listen);
 	a.client_listen = b.client_listen = NULL;
 	a.client_bind = b.client_bind = NULL;
+	a.unix_listen = b.unix_listen = NULL;
 	a.admin_listen = b.admin_listen = NULL;
 	memset(a.service_uri, 0, sizeof a.service_uri);
 	memset(b.service_uri, 0, sizeof b.service_uri);
@@ -318,6 +319,7 @@ test_example_is_defaults(void)
 		ASSERT_STR_EQ(c.vm_listen[i], d.vm_listen[i]);
 	ASSERT_STR_EQ(c.client_listen, d.client_listen);
 	ASSERT_STR_EQ(c.client_bind, d.client_bind);
+	ASSERT_STR_EQ(c.unix_listen, d.unix_listen);
 	ASSERT_STR_EQ(c.admin_listen, d.admin_listen);
 	ASSERT_INT_EQ(c.n_service_uri, d.n_service_uri);
 	for (i = 0; i < c.n_service_uri; i++)
