@@ -535,14 +535,25 @@ http_request(const struct endpoint *ep, const char *path, const char *accept,
 	size_t vlen, blen, clen;
 	int fd, rc, code;
 
+	char auth[600] = "";
+	const char *token;
+
+	/* A bearer token for the API comes from the environment only. */
+	if ((token = getenv("VSPC_TOKEN")) != NULL && *token != '\0' &&
+	    strcspn(token, "\r\n") == strlen(token) &&
+	    (size_t)snprintf(auth, sizeof auth, "Authorization: Bearer "
+	    "%s\r\n", token) >= sizeof auth)
+		die("VSPC_TOKEN is too long");
 	fd = connect_or_die(ep);
-	snprintf(req, sizeof req,
+	if ((size_t)snprintf(req, sizeof req,
 	    "GET %s HTTP/1.1\r\n"
 	    "Host: %s\r\n"
 	    "User-Agent: vspc/%s\r\n"
 	    "Accept: %s\r\n"
+	    "%s"
 	    "Connection: close\r\n\r\n", path, endpoint_str(ep), VSPC_VERSION,
-	    accept);
+	    accept, auth) >= sizeof req)
+		die("request too long");
 	if (!write_all(fd, req, strlen(req)))
 		die("cannot reach vspcd at %s: %s", endpoint_str(ep),
 		    strerror(errno));

@@ -104,10 +104,58 @@ admin_port_json(struct port *p)
 	return (o);
 }
 
-/* GET /api/v1/ports */
+/*
+ * Who is calling: a bearer token (checked against the hashed tokens of the
+ * config) or anonymous, with the peer's address. Replies 401 and returns
+ * -1 for a token that matches nothing.
+ */
+static int
+admin_identity(struct evhttp_request *req, struct identity *id)
+{
+	struct evhttp_connection *conn;
+	const char *auth;
+	char *addr = NULL;
+	ev_uint16_t port = 0;
+
+	memset(id, 0, sizeof *id);
+	id->kind = IDENT_ANONYMOUS;
+	if ((conn = evhttp_request_get_connection(req)) != NULL)
+		evhttp_connection_get_peer(conn, &addr, &port);
+	if (addr != NULL) {
+		snprintf(id->source, sizeof id->source, "%s:%u", addr,
+		    (u_int)port);
+		id->loopback = strncmp(addr, "127.", 4) == 0 ||
+		    strcmp(addr, "::1") == 0 ||
+		    strncmp(addr, "::ffff:127.", 11) == 0;
+	}
+	auth = evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Authorization");
+	if (auth == NULL)
+		return (0);
+	if (strncasecmp(auth, "Bearer ", 7) != 0 ||
+	    authz_token_lookup(auth + 7, id->name, sizeof id->name) == -1) {
+		audit_event("denied", id, NULL, "api: bad bearer token");
+		admin_error(req, 401, "Unauthorized", "bad bearer token");
+		return (-1);
+	}
+	id->kind = IDENT_TOKEN;
+	audit_event("token-use", id, NULL, evhttp_request_get_uri(req));
+	return (0);
+}
+
+/* True if the caller may read the console p. */
+static bool
+admin_may_read(const struct identity *id, struct port *p)
+{
+	return ((authz_rights(id, p->name, p->id, p->uuid) & RIGHT_READ) !=
+	    0);
+}
+
+/* GET /api/v1/ports: the ports the caller may read. */
 static void
 admin_ports_cb(struct evhttp_request *req, void *arg)
 {
+	struct identity id;
 	struct port *p;
 	json_t *a;
 
@@ -115,9 +163,13 @@ admin_ports_cb(struct evhttp_request *req, void *arg)
 		admin_error(req, 405, "Method Not Allowed", "use GET");
 		return;
 	}
+	if (admin_identity(req, &id) == -1)
+		return;
 	a = json_array();
-	for (p = port_first(); p != NULL; p = port_next(p))
-		json_array_append_new(a, admin_port_json(p));
+	for (p = port_first(); p != NULL; p = port_next(p)) {
+		if (admin_may_read(&id, p))
+			json_array_append_new(a, admin_port_json(p));
+	}
 	admin_reply(req, 200, "OK", json_pack("{s:o}", "ports", a));
 }
 
@@ -215,15 +267,26 @@ admin_log_reply(struct evhttp_request *req, struct port *p, size_t tail)
 	evbuffer_free(b);
 }
 
-/* Find one port by id, UUID or name; replies with an error if not unique. */
+/*
+ * Find one port by id, UUID or name among those the caller may read;
+ * replies with an error if not unique (refused ones look unknown).
+ */
 static struct port *
-admin_find_port(struct evhttp_request *req, const char *key)
+admin_find_port(struct evhttp_request *req, const struct identity *id,
+    const char *key)
 {
-	struct port *m[16];
+	struct port *m[64];
 	json_t *ids;
-	int n, i;
+	int n, i, k;
 
 	n = port_lookup(key, m, nitems(m));
+	if (n > (int)nitems(m))
+		n = nitems(m);
+	for (i = k = 0; i < n; i++) {
+		if (admin_may_read(id, m[i]))
+			m[k++] = m[i];
+	}
+	n = k;
 	if (n == 1)
 		return (m[0]);
 	if (n == 0) {
@@ -270,6 +333,7 @@ admin_gen_cb(struct evhttp_request *req, void *arg)
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *path = evhttp_uri_get_path(uri);
 	char *dec = NULL, *key, *slash, *raw;
+	struct identity id;
 	struct port *p;
 	bool log = false;
 
@@ -301,7 +365,11 @@ admin_gen_cb(struct evhttp_request *req, void *arg)
 		goto notfound;
 	if (key[0] == '\0')
 		goto notfound;
-	if ((p = admin_find_port(req, key)) != NULL) {
+	if (admin_identity(req, &id) == -1) {
+		free(dec);
+		return;
+	}
+	if ((p = admin_find_port(req, &id, key)) != NULL) {
 		if (log)
 			admin_log_reply(req, p, admin_tail_bytes(uri));
 		else
