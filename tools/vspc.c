@@ -99,6 +99,7 @@ struct attach {
 	size_t line_len;
 	bool escape;		/* Ctrl-] seen, waiting for the next byte */
 	bool stdout_error;
+	bool is_tty;		/* stdin is a terminal: raw mode in relay */
 };
 
 static struct termios saved_tio;
@@ -268,7 +269,9 @@ endpoint_str(const struct endpoint *ep)
 
 /*
  * Find the endpoints: options win, else STATE_DIR/listeners.json, else the
- * defaults. A listener the daemon reports as off is fatal when wanted.
+ * defaults (only when that file does not exist: an unreadable one is fatal,
+ * never a silent fall-back to another door with another identity). A
+ * listener the daemon reports as off is fatal when wanted.
  */
 static void
 endpoints_resolve(const char *state_dir, const char *admin_opt,
@@ -298,7 +301,7 @@ endpoints_resolve(const char *state_dir, const char *admin_opt,
 		die("state dir path too long");
 	root = json_load_file(path, 0, &jerr);
 	if (root == NULL) {
-		if (access(path, F_OK) == 0)
+		if (access(path, F_OK) == 0 || errno != ENOENT)
 			die("%s: %s", path, jerr.text);
 		return;		/* no daemon state: defaults */
 	}
@@ -916,6 +919,16 @@ attach_reply_line(struct attach *a, const char *line)
 			fflush(stderr);
 		}
 		a->phase = ATTACH_RELAY;
+		/*
+		 * Raw mode before any console byte reaches the terminal (the
+		 * replay may follow in the same read): no CR added to LF.
+		 */
+		if (a->is_tty && !tio_saved) {
+			tty_raw();
+			if (tio_saved)
+				attach_msg("(escape: ^] . to detach, "
+				    "^] ? for help)");
+		}
 	} else if (strncmp(line, "vspcd: ", 7) == 0) {
 		if (a->follow)
 			attach_follow_error(a, line + 7);
@@ -1079,6 +1092,7 @@ attach_run(const struct endpoint *client, const char *name, bool replay,
 	telnet_set_accept(&a.tn, TELOPT_BINARY, true, true);
 
 	is_tty = !follow && isatty(STDIN_FILENO);
+	a.is_tty = is_tty;
 	deadline = now_ms() + VSPC_IO_TIMEOUT_MS;
 	while (!got_signal) {
 		if (!attach_flush(&a)) {

@@ -143,12 +143,22 @@ admin_identity(struct evhttp_request *req, struct identity *id)
 	return (0);
 }
 
-/* True if the caller may read the console p. */
+/* True if the caller may read the console bytes of p. */
 static bool
 admin_may_read(const struct identity *id, struct port *p)
 {
 	return ((authz_rights(id, p->name, p->id, p->uuid) & RIGHT_READ) !=
 	    0);
+}
+
+/*
+ * True if the caller may see p's metadata (no console bytes): callers on
+ * loopback, like the admin tools on the host, and anyone who may read it.
+ */
+static bool
+admin_may_see(const struct identity *id, struct port *p)
+{
+	return (id->loopback || admin_may_read(id, p));
 }
 
 /* GET /api/v1/ports: the ports the caller may read. */
@@ -167,7 +177,7 @@ admin_ports_cb(struct evhttp_request *req, void *arg)
 		return;
 	a = json_array();
 	for (p = port_first(); p != NULL; p = port_next(p)) {
-		if (admin_may_read(&id, p))
+		if (admin_may_see(&id, p))
 			json_array_append_new(a, admin_port_json(p));
 	}
 	admin_reply(req, 200, "OK", json_pack("{s:o}", "ports", a));
@@ -268,12 +278,13 @@ admin_log_reply(struct evhttp_request *req, struct port *p, size_t tail)
 }
 
 /*
- * Find one port by id, UUID or name among those the caller may read;
+ * Find one port by id, UUID or name among those the caller may see (or
+ * read, for console bytes);
  * replies with an error if not unique (refused ones look unknown).
  */
 static struct port *
 admin_find_port(struct evhttp_request *req, const struct identity *id,
-    const char *key)
+    const char *key, bool bytes)
 {
 	struct port *m[64];
 	json_t *ids;
@@ -283,7 +294,7 @@ admin_find_port(struct evhttp_request *req, const struct identity *id,
 	if (n > (int)nitems(m))
 		n = nitems(m);
 	for (i = k = 0; i < n; i++) {
-		if (admin_may_read(id, m[i]))
+		if (bytes ? admin_may_read(id, m[i]) : admin_may_see(id, m[i]))
 			m[k++] = m[i];
 	}
 	n = k;
@@ -369,7 +380,7 @@ admin_gen_cb(struct evhttp_request *req, void *arg)
 		free(dec);
 		return;
 	}
-	if ((p = admin_find_port(req, &id, key)) != NULL) {
+	if ((p = admin_find_port(req, &id, key, log)) != NULL) {
 		if (log)
 			admin_log_reply(req, p, admin_tail_bytes(uri));
 		else

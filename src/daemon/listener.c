@@ -189,7 +189,7 @@ listener_open_unix(const char *path, evconnlistener_cb cb, void *arg)
 		}
 		(void)unlink(path);
 	}
-	old = umask(0);
+	old = umask(0111);	/* srw-rw-rw- */
 	lev = evconnlistener_new_bind(ev_base, cb, arg, LEV_OPT_CLOSE_ON_FREE |
 	    LEV_OPT_CLOSE_ON_EXEC, LISTENER_BACKLOG, (struct sockaddr *)&sun,
 	    (int)sizeof sun);
