@@ -185,40 +185,6 @@ audit_kind_name(enum ident_kind kind)
 	return ("unknown");
 }
 
-/* Length of a valid UTF-8 sequence at p, or 0 if there is none. */
-static size_t
-audit_utf8_len(const uint8_t *p, size_t len)
-{
-	size_t n, i;
-	uint32_t cp;
-
-	if (p[0] < 0x80)
-		return (1);
-	if ((p[0] & 0xe0) == 0xc0) {
-		n = 2;
-		cp = p[0] & 0x1f;
-	} else if ((p[0] & 0xf0) == 0xe0) {
-		n = 3;
-		cp = p[0] & 0x0f;
-	} else if ((p[0] & 0xf8) == 0xf0) {
-		n = 4;
-		cp = p[0] & 0x07;
-	} else
-		return (0);
-	if (n > len)
-		return (0);
-	for (i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return (0);
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) ||
-	    (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return (0);
-	return (n);
-}
-
 /*
  * A JSON string of untrusted text: at most max bytes of s, invalid UTF-8
  * and DEL replaced by U+FFFD. NULL only if jansson is out of memory.
@@ -234,7 +200,7 @@ audit_string(const char *s, size_t max)
 
 	o = out = xmalloc(len * 3 + 1);
 	while (len > 0) {
-		n = audit_utf8_len(p, len);
+		n = util_utf8_len(p, len);
 		if (n == 0 || (n == 1 && p[0] == 0x7f)) {
 			memcpy(o, repl, sizeof repl);
 			o += sizeof repl;

@@ -152,23 +152,6 @@ authz_who_match(const struct access_who *w, const struct identity *id)
 	return (false);
 }
 
-/* Normalise a UUID to 32 lowercase hex digits; -1 if it is not one. */
-static int
-authz_uuid_norm(const char *s, char out[33])
-{
-	size_t n = 0;
-
-	for (; *s != '\0'; s++) {
-		if (*s == ' ' || *s == '-')
-			continue;
-		if (!isxdigit((unsigned char)*s) || n == 32)
-			return (-1);
-		out[n++] = (char)tolower((unsigned char)*s);
-	}
-	out[n] = '\0';
-	return (n == 32 ? 0 : -1);
-}
-
 /* Does one consoles item match the console (name, id or UUID)? */
 static bool
 authz_console_match(const struct access_console *c, const char *vm_name,
@@ -203,7 +186,8 @@ authz_rights(const struct identity *id, const char *vm_name,
 		return (id->loopback ? RIGHT_READ | RIGHT_WRITE : 0);
 
 	if (uuid != NULL) {
-		if (authz_uuid_norm(uuid, norm) == 0)
+		if (vmwext_uuid_normalise((const uint8_t *)uuid,
+		    strlen(uuid), norm) == 0)
 			uuid = norm;
 		else
 			uuid = NULL;

@@ -1080,26 +1080,6 @@ access_who_parse(struct cfg_ctx *ctx, const yaml_node_t *n, const char *s,
 	return (0);
 }
 
-/*
- * Normalise a UUID as VMware spells it ("42 1c ...-..." or with dashes):
- * 32 hex digits, lowercase, into out[33]. Returns -1 if s is not one.
- */
-static int
-access_uuid_norm(const char *s, char out[33])
-{
-	size_t n = 0;
-
-	for (; *s != '\0'; s++) {
-		if (*s == ' ' || *s == '-')
-			continue;
-		if (!isxdigit((unsigned char)*s) || n == 32)
-			return (-1);
-		out[n++] = (char)tolower((unsigned char)*s);
-	}
-	out[n] = '\0';
-	return (n == 32 ? 0 : -1);
-}
-
 /* Parse one consoles item into c; -1 after reporting an error. */
 static int
 access_console_parse(struct cfg_ctx *ctx, const yaml_node_t *n,
@@ -1111,7 +1091,8 @@ access_console_parse(struct cfg_ctx *ctx, const yaml_node_t *n,
 		    "longer than %d bytes", AUTHZ_PATTERN_MAX - 1);
 		return (-1);
 	}
-	if (access_uuid_norm(s, c->uuid) == -1)
+	if (vmwext_uuid_normalise((const uint8_t *)s, strlen(s),
+	    c->uuid) == -1)
 		c->uuid[0] = '\0';
 	c->pattern = xstrdup(s);
 	return (0);

@@ -734,38 +734,6 @@ clog_event_line(struct consolelog *cl, struct evbuffer *line)
 	return (0);
 }
 
-/* Return the length of a valid UTF-8 sequence at p, or 0. */
-static size_t
-clog_utf8_len(const uint8_t *p, size_t len)
-{
-	size_t n, i;
-	uint32_t cp;
-
-	if ((p[0] & 0xe0) == 0xc0) {
-		n = 2;
-		cp = p[0] & 0x1f;
-	} else if ((p[0] & 0xf0) == 0xe0) {
-		n = 3;
-		cp = p[0] & 0x0f;
-	} else if ((p[0] & 0xf8) == 0xf0) {
-		n = 4;
-		cp = p[0] & 0x07;
-	} else
-		return (0);
-	if (n > len)
-		return (0);
-	for (i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return (0);
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) ||
-	    (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return (0);
-	return (n);
-}
-
 /*
  * Append s as a JSON string: quotes, backslashes and controls escaped,
  * invalid UTF-8 bytes replaced by U+FFFD. At most max bytes of s are used.
@@ -807,7 +775,7 @@ clog_json_str(struct evbuffer *b, const char *s, size_t max)
 		}
 		if (c < 0x80)
 			evbuffer_add_printf(b, "\\u%04x", (u_int)c);
-		else if ((n = clog_utf8_len(p + i - 1, len - i + 1)) > 0) {
+		else if ((n = util_utf8_len(p + i - 1, len - i + 1)) > 0) {
 			evbuffer_add(b, p + i - 1, n);
 			i += n - 1;
 		} else

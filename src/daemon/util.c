@@ -33,9 +33,9 @@ evbuffer_add_escaped(struct evbuffer *b, const uint8_t *p, size_t len)
 	}
 }
 
-/* Length of a valid UTF-8 sequence at p, or 0 if it is not one. */
-static size_t
-utf8_seq_len(const uint8_t *p, size_t len)
+/* Length of a valid UTF-8 sequence at p (len > 0), or 0 if none. */
+size_t
+util_utf8_len(const uint8_t *p, size_t len)
 {
 	size_t n, i;
 	uint32_t cp;
@@ -82,7 +82,7 @@ util_sanitize(const uint8_t *p, size_t len, size_t max)
 		len = max;
 	out = o = xmalloc(len + 1);
 	while (len > 0) {
-		n = utf8_seq_len(p, len);
+		n = util_utf8_len(p, len);
 		if (n == 0 || (n == 1 && (p[0] < 0x20 || p[0] == 0x7f))) {
 			*o++ = '?';
 			n = 1;

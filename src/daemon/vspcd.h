@@ -484,6 +484,7 @@ void	admin_stop(void);
 /* util.c */
 void	evbuffer_add_escaped(struct evbuffer *, const uint8_t *, size_t);
 char	*util_sanitize(const uint8_t *, size_t, size_t max);
+size_t	util_utf8_len(const uint8_t *, size_t);
 int	util_write_file_atomic(const char *dir, const char *name,
 	    const char *data, size_t len);
 
