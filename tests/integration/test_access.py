@@ -397,6 +397,28 @@ class TestEmptyRules(AccessBase):
                          recs)
 
 
+class TestReloadRevokes(AccessBase):
+    """Rights follow the rules: a SIGHUP that removes a client's read right
+    detaches it (audited as denied) instead of letting it keep reading."""
+
+    def test_reload_detaches_revoked_reader(self):
+        conf = ('access:\n  - {who: anonymous, consoles: "*", '
+                'rights: [read, write]}\n')
+        d = self.start(conf, nvms=1)
+        p = self.byname['vm-00000']
+        tn = self.telnet(p['client_port'])
+        src = self.source_of(tn)
+        self.check_stream(self.read_stream(tn), 'vm-00000')
+        with open(d.conf_path, 'w') as f:
+            f.write('access: []\n')
+        d.send_signal(signal.SIGHUP)
+        wait_for(lambda: (tn.read_available(0.1), tn.eof)[1], 10, 0.05,
+                 'the revoked client to be closed')
+        self.wait_audit(lambda r: r['event'] == 'denied' and
+                        r.get('source') == src, 'denied record')
+        d.wait_ports(lambda ps: ps[0]['clients'] == 0)
+
+
 class TestAmbiguous(AccessBase):
     """A name that matches several consoles the client may not read must
     get the unknown-name answer too, not a list of their port ids."""
