@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
 libevent-dev libssl-dev libsqlite3-dev libyaml-dev libbsd-dev libjansson-dev
-python3 telnet procps iproute2 openssh-client openssh-server"
+python3 telnet procps iproute2 openssh-client openssh-server openssl"
 
 missing=""
 for p in $PKGS; do
