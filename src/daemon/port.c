@@ -743,7 +743,7 @@ port_free(struct port *p)
 		p->vm = NULL;
 	}
 	if (p->listener != NULL) {
-		evconnlistener_free(p->listener);
+		listener_free(p->listener);
 		/* Still remembered in the db: keep the number for it. */
 		if (port_range_used != NULL && cfg.port_lo > 0 &&
 		    p->client_port >= cfg.port_lo &&

@@ -178,7 +178,7 @@ listeners_apply(struct config *ncfg, bool initial)
 	for (j = 0; !initial && j < cfg.n_vm_listen; j++) {
 		if (!reused[j] && vm_listeners[j] != NULL) {
 			log_info("vm listener on %s closed", cfg.vm_listen[j]);
-			evconnlistener_free(vm_listeners[j]);
+			listener_free(vm_listeners[j]);
 		}
 	}
 	for (i = 0; i < VSPCD_MAX_VM_LISTEN; i++) {
@@ -186,17 +186,17 @@ listeners_apply(struct config *ncfg, bool initial)
 		vm_ports[i] = i < ncfg->n_vm_listen ? nport[i] : 0;
 	}
 	if (nfd != frontdoor && frontdoor != NULL)
-		evconnlistener_free(frontdoor);
+		listener_free(frontdoor);
 	frontdoor = nfd;
 	frontdoor_port = fd_port;
 	return (0);
 fail:
 	for (i = 0; i < ncfg->n_vm_listen; i++) {
 		if (fresh[i] && nvm[i] != NULL)
-			evconnlistener_free(nvm[i]);
+			listener_free(nvm[i]);
 	}
 	if (fd_fresh && nfd != NULL)
-		evconnlistener_free(nfd);
+		listener_free(nfd);
 	return (-1);
 }
 
@@ -364,12 +364,12 @@ main(int argc, char **argv)
 	admin_stop();
 	for (int i = 0; i < VSPCD_MAX_VM_LISTEN; i++) {
 		if (vm_listeners[i] != NULL)
-			evconnlistener_free(vm_listeners[i]);
+			listener_free(vm_listeners[i]);
 	}
 	if (frontdoor != NULL)
-		evconnlistener_free(frontdoor);
+		listener_free(frontdoor);
 	if (unix_door != NULL) {
-		evconnlistener_free(unix_door);
+		listener_free(unix_door);
 		(void)unlink(unix_door_path);
 		free(unix_door_path);
 	}

@@ -315,6 +315,9 @@ struct evconnlistener *listener_open(const char *spec, const char *what,
     evconnlistener_cb cb, void *arg, int *bound_port);
 struct evconnlistener *listener_open_addr(const char *host, int port,
     evconnlistener_cb cb, void *arg, int *bound_port);
+void	listener_set_backoff(struct evconnlistener *);
+void	listener_forget(struct evconnlistener *);
+void	listener_free(struct evconnlistener *);
 int	listener_split(const char *spec, char *host, size_t hostlen,
 	    int *port);
 struct cidr {
