@@ -17,6 +17,7 @@ VM is identified although its console log and the state db cannot open
 files, and the daemon stays up and logs.
 """
 
+import json
 import os
 import socket
 import sys
@@ -187,32 +188,65 @@ class TestFdExhaustion(vspctest.VspcTestCase):
         self.assertTrue(d.running, 'vspcd died')
 
     def test_last_descriptor_to_a_vm(self):
+        # A VM that comes back while vspcd has one descriptor left takes
+        # it. It is identified at once; its port cannot listen nor open its
+        # console log then, but gets its remembered client port and its log
+        # once descriptors are free again, and the log has a gap event
+        # with the count of bytes it missed. The remembered client port is never forgotten.
         self.socks = []
         self.addCleanup(self.close_all)
         d = self.start_limited()
+        d.stop()
+        d.args += ['--port-expiry', '1']
+        d.start()
+        uuid = esxi_uuid(0x0badf00d, 1)
+        vm = RawVM(d, timeout=5)
+        vm.identify(name='last-fd', uuid=uuid)
+        p = d.wait_ports(lambda ps: len(ps) == 1 and ps[0]['connected'])[0]
+        cport, pid = p['client_port'], p['id']
+        vm.close()
+        wait_for(lambda: d.healthz()['ports'] == 0, timeout=5,
+                 what='port expired (and remembered)')
+
         self.fill(d)
-        # Give back exactly one descriptor, then let a real VM take it.
         self.socks.pop().close()
         wait_for(lambda: d.fd_count() == LIMIT - 1, timeout=3,
                  what='one descriptor free')
         vm = RawVM(d, timeout=5)
         self.addCleanup(vm.close)
-        uuid = esxi_uuid(0x0badf00d, 1)
         vm.identify(name='last-fd', uuid=uuid)
-        vm.send(b'hello from the last descriptor\r\n')
+        lost = b'lost while out of descriptors\r\n'
+        vm.send(lost)
         time.sleep(1.5)             # log flush and db save attempts
         self.assertTrue(d.running)
         self.assertEqual(d.fd_count(), LIMIT)
         self.close_all()
-        ps = d.wait_ports(lambda ps: any(q['vm_name'] == 'last-fd'
-                                         for q in ps), timeout=5)
-        self.assertTrue([q for q in ps if q['vm_name'] == 'last-fd'][0]
-                        ['connected'])
-        tn, line = self.attach(d, 'last-fd')
-        self.assertTrue(line.startswith('attached to'), line)
+
+        t0 = time.monotonic()
+        ps = d.wait_ports(lambda ps: len(ps) == 1 and
+                          ps[0]['client_port'] == cport, timeout=10)
+        print('\n  port listener back on %d after %.1fs' %
+              (cport, time.monotonic() - t0), file=sys.stderr)
+        self.assertTrue(ps[0]['connected'])
+        self.assertEqual(ps[0]['id'], pid)
+        tn = self.telnet(cport)
         vm.send(b'after recovery\r\n')
         self.assertIn(b'after recovery', tn.read_until(b'recovery', 5))
-        time.sleep(1.5)
+        tn2, line = self.attach(d, 'last-fd')
+        self.assertTrue(line.startswith('attached to'), line)
+
+        def logged():
+            st, _, body = d.api_raw('/api/v1/ports/%s/log' % pid)
+            return body if st == 200 and b'after recovery' in body \
+                else None
+        body = wait_for(logged, timeout=5, what='console log back')
+        self.assertEqual(body, b'after recovery\r\n')
+        # The bytes sent before the log could open are a counted gap.
+        with open(os.path.join(d.state_dir, 'logs', pid + '.events')) as f:
+            evs = [json.loads(ln) for ln in f]
+        gaps = [(e['offset'], e['bytes']) for e in evs
+                if e['event'] == 'gap']
+        self.assertEqual(gaps, [(0, len(lost))], evs)
         self.assertTrue(d.running)
 
 
