@@ -405,6 +405,21 @@ notfound:
 	admin_error(req, 404, "Not Found", "no such endpoint");
 }
 
+/* Cancel a pending EMFILE resume of one of http's listeners. */
+static void
+admin_forget_cb(struct evhttp_bound_socket *hs, void *arg)
+{
+	listener_forget(evhttp_bound_socket_get_listener(hs));
+}
+
+/* Free an admin server: its listeners may be paused (listener.c). */
+static void
+admin_free(struct evhttp *http)
+{
+	evhttp_foreach_bound_socket(http, admin_forget_cb, NULL);
+	evhttp_free(http);
+}
+
 /*
  * Open an admin listener on spec without touching the running one; reports
  * the bound port. Returns the new server or NULL.
@@ -441,6 +456,8 @@ admin_open(const char *spec, bool tls, int *bound_port)
 		evhttp_free(http);
 		return (NULL);
 	}
+	/* evhttp has no accept error handler: it would spin on EMFILE. */
+	listener_set_backoff(evhttp_bound_socket_get_listener(hs));
 	*bound_port = port;
 	if (getsockname(evhttp_bound_socket_get_fd(hs),
 	    (struct sockaddr *)&ss, &sslen) == 0) {
@@ -460,7 +477,7 @@ void
 admin_swap(struct evhttp *http)
 {
 	if (admin_http != NULL && admin_http != http)
-		evhttp_free(admin_http);
+		admin_free(admin_http);
 	admin_http = http;
 }
 
@@ -483,6 +500,6 @@ void
 admin_stop(void)
 {
 	if (admin_http != NULL)
-		evhttp_free(admin_http);
+		admin_free(admin_http);
 	admin_http = NULL;
 }

@@ -1226,15 +1226,29 @@ consolelog_open(const char *port_id)
 	cl->at_bol = true;
 	/* Create and check both files now; keep neither open. */
 	if (clog_touch(cl, true) == -1) {
+		int err = errno;	/* for the caller: EMFILE is retried */
+
 		log_warn("console log %s: cannot open", port_id);
 		free(cl->id);
 		free(cl);
+		errno = err;
 		return (NULL);
 	}
 	clog_set_path(cl);
 	TAILQ_INSERT_TAIL(&clog_all, cl, entry);
 	RB_INSERT(clog_ids, &clog_ids, cl);
 	return (cl);
+}
+
+/*
+ * Count n console bytes that never reached cl (it could not be opened in
+ * time): they are reported in the gap event before the next data.
+ */
+void
+consolelog_missed(struct consolelog *cl, uint64_t n)
+{
+	if (cl != NULL)
+		cl->missed += n;
 }
 
 /* Log console bytes from the VM, exactly as received. */

@@ -21,21 +21,40 @@
 #include "vspcd.h"
 
 #define LISTENER_BACKLOG	4096
+#define LISTENER_PAUSE_LOG	10	/* s between "pausing" warnings */
 
+/*
+ * A listener paused after EMFILE, waiting for its resume timer. Listeners
+ * may be freed while paused (port expiry, reload, shutdown, evhttp_free):
+ * whoever frees one calls listener_forget first, so that the timer never
+ * touches freed memory.
+ */
 struct listener_backoff {
+	TAILQ_ENTRY(listener_backoff) entry;
 	struct evconnlistener	*lev;
 	struct event		*ev;
 };
+static TAILQ_HEAD(, listener_backoff) listener_paused =
+    TAILQ_HEAD_INITIALIZER(listener_paused);
+
+/* Drop a pause record and its timer. */
+static void
+listener_backoff_free(struct listener_backoff *lb)
+{
+	TAILQ_REMOVE(&listener_paused, lb, entry);
+	event_free(lb->ev);
+	free(lb);
+}
 
 /* Re-enable a listener after an EMFILE pause. */
 static void
 listener_resume_timer(evutil_socket_t fd, short events, void *arg)
 {
 	struct listener_backoff *lb = arg;
+	struct evconnlistener *lev = lb->lev;
 
-	evconnlistener_enable(lb->lev);
-	event_free(lb->ev);
-	free(lb);
+	listener_backoff_free(lb);
+	evconnlistener_enable(lev);
 }
 
 /* Accept failed: pause on fd exhaustion, otherwise just log. */
@@ -45,19 +64,61 @@ listener_error_cb(struct evconnlistener *lev, void *arg)
 	struct listener_backoff *lb;
 	struct timeval tv = { 1, 0 };
 	int err = EVUTIL_SOCKET_ERROR();
+	static time_t last_warn;
+	static u_int pauses;
 
 	if (err == EMFILE || err == ENFILE || err == ENOBUFS ||
 	    err == ENOMEM) {
-		log_warnx("accept: %s; pausing listener for 1 s",
-		    strerror(err));
+		pauses++;
+		if (time(NULL) - last_warn >= LISTENER_PAUSE_LOG) {
+			log_warnx("accept: %s; pausing listener for 1 s "
+			    "(%u pause%s)", strerror(err), pauses,
+			    pauses == 1 ? "" : "s");
+			last_warn = time(NULL);
+			pauses = 0;
+		}
 		evconnlistener_disable(lev);
+		TAILQ_FOREACH(lb, &listener_paused, entry) {
+			if (lb->lev == lev)
+				return;
+		}
 		lb = xcalloc(1, sizeof *lb);
 		lb->lev = lev;
 		lb->ev = evtimer_new(ev_base, listener_resume_timer, lb);
+		TAILQ_INSERT_TAIL(&listener_paused, lb, entry);
 		evtimer_add(lb->ev, &tv);
 		return;
 	}
 	log_debug("accept: %s", strerror(err));
+}
+
+/* Pause lev for a second when accept() runs out of descriptors. */
+void
+listener_set_backoff(struct evconnlistener *lev)
+{
+	evconnlistener_set_error_cb(lev, listener_error_cb);
+}
+
+/* Cancel lev's pending resume, if any: it is about to be freed. */
+void
+listener_forget(struct evconnlistener *lev)
+{
+	struct listener_backoff *lb;
+
+	TAILQ_FOREACH(lb, &listener_paused, entry) {
+		if (lb->lev == lev) {
+			listener_backoff_free(lb);
+			return;
+		}
+	}
+}
+
+/* Free a listener opened here. */
+void
+listener_free(struct evconnlistener *lev)
+{
+	listener_forget(lev);
+	evconnlistener_free(lev);
 }
 
 /* Split "host:port", "[v6]:port" or ":port" into its parts. */
@@ -145,7 +206,7 @@ listener_open_addr(const char *host, int port, evconnlistener_cb cb,
 	freeaddrinfo(res);
 	if (lev == NULL)
 		return (NULL);
-	evconnlistener_set_error_cb(lev, listener_error_cb);
+	listener_set_backoff(lev);
 	if (bound_port != NULL) {
 		*bound_port = 0;
 		if (getsockname(evconnlistener_get_fd(lev),
@@ -198,7 +259,7 @@ listener_open_unix(const char *path, evconnlistener_cb cb, void *arg)
 		log_warn("unix listener: cannot listen on %s", path);
 		return (NULL);
 	}
-	evconnlistener_set_error_cb(lev, listener_error_cb);
+	listener_set_backoff(lev);
 	log_info("unix listener on %s", path);
 	return (lev);
 }

@@ -161,6 +161,22 @@ port_state_load(void)
 		log_info("state: %u ports remembered", n);
 }
 
+/*
+ * The client port to remember for p: its own, or while it has none (out of
+ * descriptors, listeners off) the one remembered before. A port is never
+ * forgotten because it could not listen this time.
+ */
+static int
+port_remembered_cport(struct port *p)
+{
+	struct port_resv *r;
+
+	if (p->client_port != 0)
+		return (p->client_port);
+	r = port_resv_find(p->uuid, p->uri);
+	return (r != NULL ? r->client_port : 0);
+}
+
 /* Save a port's identity and client port in the state db. */
 static void
 port_state_save(struct port *p)
@@ -172,7 +188,7 @@ port_state_save(struct port *p)
 	dp.uri = p->uri;
 	dp.id = p->id;
 	dp.name = p->name;
-	dp.client_port = p->client_port;
+	dp.client_port = port_remembered_cport(p);
 	dp.last_seen = time(NULL);
 	(void)db_port_save(&dp);
 }
@@ -277,6 +293,37 @@ port_check_expiry(struct port *p)
 		evtimer_del(p->expiry_ev);
 }
 
+/*
+ * A port whose listener or console log could not be opened for want of
+ * descriptors (or memory) tries again from this timer; nothing else is
+ * given its client port meanwhile.
+ */
+#define PORT_RETRY_SECS		2
+static struct event *port_retry_ev;
+static bool port_retrying;	/* quiet: the first failure was logged */
+
+static void	port_retry_timer(evutil_socket_t, short, void *);
+
+/* True for errors that go away when descriptors are freed. */
+static bool
+port_err_transient(int err)
+{
+	return (err == EMFILE || err == ENFILE || err == ENOBUFS ||
+	    err == ENOMEM);
+}
+
+/* Arm the retry timer. */
+static void
+port_retry_schedule(void)
+{
+	struct timeval tv = { PORT_RETRY_SECS, 0 };
+
+	if (port_retry_ev == NULL)
+		port_retry_ev = evtimer_new(ev_base, port_retry_timer, NULL);
+	if (!evtimer_pending(port_retry_ev, NULL))
+		evtimer_add(port_retry_ev, &tv);
+}
+
 /* Try to listen on one client port for p. */
 static bool
 port_try_listen(struct port *p, int port)
@@ -285,8 +332,13 @@ port_try_listen(struct port *p, int port)
 
 	p->listener = listener_open_addr(cfg.client_bind, port,
 	    client_accept_port_cb, p, &bound);
-	if (p->listener == NULL)
+	if (p->listener == NULL) {
+		if (port_err_transient(errno)) {
+			p->listen_retry = true;
+			port_retry_schedule();
+		}
 		return (false);
+	}
 	p->client_port = bound;
 	return (true);
 }
@@ -301,12 +353,14 @@ port_open_listener(struct port *p, int preferred)
 {
 	int n, i;
 
+	p->listen_retry = false;
 	if (cfg.port_lo < 0)
 		return;
 	if (cfg.port_lo == 0) {
 		if (preferred > 0 && port_try_listen(p, preferred))
 			return;
-		if (!port_try_listen(p, 0))
+		if ((p->listen_retry || !port_try_listen(p, 0)) &&
+		    !port_retrying)
 			log_warn("port %s: cannot open a client listener",
 			    p->id);
 		return;
@@ -320,8 +374,11 @@ port_open_listener(struct port *p, int preferred)
 			port_range_used[preferred - cfg.port_lo] = PR_LISTEN;
 			return;
 		}
-		log_warn("port %s: cannot get its client port %d back",
-		    p->id, preferred);
+		if (!port_retrying)
+			log_warn("port %s: cannot get its client port %d back",
+			    p->id, preferred);
+		if (p->listen_retry)
+			return;		/* not another one: retried */
 	}
 	for (i = 0; i < n; i++) {
 		if (port_range_used[i] != PR_FREE)
@@ -329,8 +386,9 @@ port_open_listener(struct port *p, int preferred)
 		if (!port_try_listen(p, cfg.port_lo + i)) {
 			if (errno == EADDRINUSE)
 				continue;
-			log_warn("port %s: cannot listen on %s:%d", p->id,
-			    cfg.client_bind, cfg.port_lo + i);
+			if (!port_retrying)
+				log_warn("port %s: cannot listen on %s:%d",
+				    p->id, cfg.client_bind, cfg.port_lo + i);
 			return;
 		}
 		port_range_used[i] = PR_LISTEN;
@@ -380,6 +438,56 @@ port_label_from_uri(const char *uri, char *out, size_t outcap)
 	out[o] = '\0';
 }
 
+/* Open p's console log; out of descriptors, retry and count the loss. */
+static void
+port_open_log(struct port *p)
+{
+	p->log_retry = false;
+	if ((p->log = consolelog_open(p->id)) == NULL) {
+		if (cfg.log_enabled && port_err_transient(errno)) {
+			p->log_retry = true;
+			port_retry_schedule();
+		}
+		return;
+	}
+	consolelog_missed(p->log, p->log_lost);
+	p->log_lost = 0;
+}
+
+/* Retry the listeners and logs that failed for want of descriptors. */
+static void
+port_retry_timer(evutil_socket_t fd, short events, void *arg)
+{
+	struct port *p;
+	struct port_resv *r;
+	bool again = false;
+
+	port_retrying = true;
+	TAILQ_FOREACH(p, &all_ports, entry) {
+		if (p->listen_retry && p->listener == NULL) {
+			r = port_resv_find(p->uuid, p->uri);
+			port_open_listener(p, r != NULL ? r->client_port : 0);
+			if (p->listener != NULL) {
+				log_info("port %s: client listener on port %d",
+				    p->id, p->client_port);
+				port_resv_set(p->uuid, p->uri, p->id,
+				    p->client_port);
+				port_state_save(p);
+			}
+		}
+		if (p->log_retry && p->log == NULL) {
+			port_open_log(p);
+			if (p->log != NULL)
+				log_info("port %s: console log open", p->id);
+		}
+		again = again || p->listen_retry || p->log_retry;
+	}
+	port_retrying = false;
+	if (!again)
+		return;
+	port_retry_schedule();
+}
+
 /* Create a port for a newly seen key. */
 struct port *
 port_create(const char *uuid, const char *uri, uint8_t dir)
@@ -415,8 +523,8 @@ port_create(const char *uuid, const char *uri, uint8_t dir)
 	TAILQ_INSERT_TAIL(&all_ports, p, entry);
 	n_ports++;
 	port_open_listener(p, resv != NULL ? resv->client_port : 0);
-	p->log = consolelog_open(p->id);
-	port_resv_set(uuid, uri, p->id, p->client_port);
+	port_open_log(p);
+	port_resv_set(uuid, uri, p->id, port_remembered_cport(p));
 	port_state_save(p);
 	log_info("port %s: %s (uri '%s', client port %d)", p->id,
 	    resv != NULL ? "back" : "new", log_escape(uri, strlen(uri)),
@@ -593,6 +701,8 @@ port_output(struct port *p, const uint8_t *data, size_t len)
 	size_t elen;
 
 	p->bytes_from_vm += len;
+	if (p->log_retry)
+		p->log_lost += len;
 	consolelog_write(p->log, data, len);
 	port_replay_add(p, data, len);
 	if (TAILQ_EMPTY(&p->clients))
@@ -743,7 +853,7 @@ port_free(struct port *p)
 		p->vm = NULL;
 	}
 	if (p->listener != NULL) {
-		evconnlistener_free(p->listener);
+		listener_free(p->listener);
 		/* Still remembered in the db: keep the number for it. */
 		if (port_range_used != NULL && cfg.port_lo > 0 &&
 		    p->client_port >= cfg.port_lo &&
@@ -775,6 +885,9 @@ port_free_all(void)
 
 	while ((p = TAILQ_FIRST(&all_ports)) != NULL)
 		port_free(p);
+	if (port_retry_ev != NULL)
+		event_free(port_retry_ev);
+	port_retry_ev = NULL;
 	free(port_range_used);
 	port_range_used = NULL;
 	while ((r = RB_ROOT(&resv_keys)) != NULL) {

@@ -223,7 +223,7 @@ listeners_apply(struct config *ncfg, bool initial)
 		if (!reused[j] && vm_listeners[j] != NULL) {
 			log_info("vm listener on %s closed",
 			    vm_listen_spec(&cfg, j, &otls));
-			evconnlistener_free(vm_listeners[j]);
+			listener_free(vm_listeners[j]);
 		}
 	}
 	for (i = 0; i < VM_LISTENERS; i++) {
@@ -231,23 +231,23 @@ listeners_apply(struct config *ncfg, bool initial)
 		vm_ports[i] = i < n ? nport[i] : 0;
 	}
 	if (nfd != frontdoor && frontdoor != NULL)
-		evconnlistener_free(frontdoor);
+		listener_free(frontdoor);
 	frontdoor = nfd;
 	frontdoor_port = fd_port;
 	if (ntfd != frontdoor_tls && frontdoor_tls != NULL)
-		evconnlistener_free(frontdoor_tls);
+		listener_free(frontdoor_tls);
 	frontdoor_tls = ntfd;
 	frontdoor_tls_port = tfd_port;
 	return (0);
 fail:
 	for (i = 0; i < n; i++) {
 		if (fresh[i] && nvm[i] != NULL)
-			evconnlistener_free(nvm[i]);
+			listener_free(nvm[i]);
 	}
 	if (fd_fresh && nfd != NULL)
-		evconnlistener_free(nfd);
+		listener_free(nfd);
 	if (tfd_fresh && ntfd != NULL)
-		evconnlistener_free(ntfd);
+		listener_free(ntfd);
 	return (-1);
 }
 
@@ -431,14 +431,14 @@ main(int argc, char **argv)
 	admin_stop();
 	for (int i = 0; i < VM_LISTENERS; i++) {
 		if (vm_listeners[i] != NULL)
-			evconnlistener_free(vm_listeners[i]);
+			listener_free(vm_listeners[i]);
 	}
 	if (frontdoor != NULL)
-		evconnlistener_free(frontdoor);
+		listener_free(frontdoor);
 	if (frontdoor_tls != NULL)
-		evconnlistener_free(frontdoor_tls);
+		listener_free(frontdoor_tls);
 	if (unix_door != NULL) {
-		evconnlistener_free(unix_door);
+		listener_free(unix_door);
 		(void)unlink(unix_door_path);
 		free(unix_door_path);
 	}

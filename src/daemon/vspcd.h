@@ -245,6 +245,9 @@ struct port {
 
 	struct evconnlistener	*listener;
 	int			 client_port;	/* 0 when none */
+	bool			 listen_retry;	/* listener failed: EMFILE */
+	bool			 log_retry;	/* log failed: EMFILE */
+	uint64_t		 log_lost;	/* VM bytes while log_retry */
 	struct event		*expiry_ev;
 
 	uint64_t		 bytes_from_vm;
@@ -339,6 +342,9 @@ struct evconnlistener *listener_open(const char *spec, const char *what,
     evconnlistener_cb cb, void *arg, int *bound_port);
 struct evconnlistener *listener_open_addr(const char *host, int port,
     evconnlistener_cb cb, void *arg, int *bound_port);
+void	listener_set_backoff(struct evconnlistener *);
+void	listener_forget(struct evconnlistener *);
+void	listener_free(struct evconnlistener *);
 int	listener_split(const char *spec, char *host, size_t hostlen,
 	    int *port);
 struct cidr {
@@ -474,6 +480,7 @@ void	consolelog_init(void);
 void	consolelog_shutdown(void);
 struct consolelog *consolelog_open(const char *port_id);
 void	consolelog_write(struct consolelog *, const uint8_t *, size_t);
+void	consolelog_missed(struct consolelog *, uint64_t);
 void	consolelog_event(struct consolelog *, const char *event,
 	    const char *detail);
 void	consolelog_close(struct consolelog *);
