@@ -22,7 +22,11 @@ text. What is checked:
 - --tls-ca with the certificate as its own CA: verified for 127.0.0.1,
   refused for another --tls-servername (host name mismatch);
 - without verification options there is one warning; --tls-* without
-  --tls and a malformed thumbprint are usage errors.
+  --tls and a malformed thumbprint are usage errors;
+- vMotions over TLS: until vspcd has its own TLS listener, a small
+  Python TLS terminator in front of the real daemon's VM listener; three
+  vMotions (fin=first, last, never) complete with no anomaly and the
+  destination connections do their own handshakes (4 in all).
 """
 
 import json
@@ -30,6 +34,8 @@ import os
 import queue
 import re
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -40,6 +46,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import sim_negotiation_check as snc  # noqa: E402
+import vspctest  # noqa: E402
 
 SRC = os.environ.get('VSPC_SRC', os.path.join(HERE, '..', '..'))
 VSPC_SIM = os.environ.get('VSPC_SIM', os.path.join(SRC, 'build', 'vspc-sim'))
@@ -179,6 +186,54 @@ class Sim:
             raise AssertionError('sim did not exit on EOF')
         self.p.stdout.close()
         return self.p.returncode
+
+
+class Terminator:
+    """TLS server on 127.0.0.1:0 relaying each connection to a TCP port."""
+
+    def __init__(self, d, upstream):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(os.path.join(d, 'cert.pem'),
+                                 os.path.join(d, 'key.pem'))
+        self.upstream = upstream
+        self.ls = socket.socket()
+        self.ls.bind(('127.0.0.1', 0))
+        self.ls.listen(16)
+        self.port = self.ls.getsockname()[1]
+        self.socks = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+                t = self.ctx.wrap_socket(c, server_side=True)
+                u = socket.create_connection(('127.0.0.1', self.upstream))
+            except OSError:
+                if self.ls.fileno() < 0:
+                    return
+                continue
+            self.socks += [t, u]
+            for a, b in ((t, u), (u, t)):
+                threading.Thread(target=self._pump, args=(a, b),
+                                 daemon=True).start()
+
+    @staticmethod
+    def _pump(a, b):
+        try:
+            while True:
+                x = a.recv(65536)
+                if not x:
+                    break
+                b.sendall(x)
+            b.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self):
+        self.ls.close()
+        for x in self.socks:
+            x.close()
 
 
 class SimTlsTest(unittest.TestCase):
@@ -331,6 +386,40 @@ class SimTlsTest(unittest.TestCase):
         self.assertEqual(sim.status()['tls']['handshakes'], 1)
         self.assertEqual(sim.close(), 0)
         self.assertEqual(sim.stderr().count('not verified'), 1)
+
+    def test_vmotion_over_tls(self):
+        d = vspctest.Daemon(['--vmotion-peer-timeout', '2',
+                             '--vmotion-complete-timeout', '2',
+                             '--vmotion-source-drain', '1'])
+        self.addCleanup(d.cleanup)
+        term = Terminator(self.dir, d.vm_port)
+        self.procs.append(term)
+        sim = Sim(self.dir, term.port, [
+            '--tls', '--tls-thumbprint', self.sha256, '--mode', 'seq',
+            '--rate', '1000', '--vmotion-limit', '2000'])
+        self.procs.append(sim)
+        sim.expect('ready 0 0')
+        for fin in ('first', 'last', 'never'):
+            # 'skipped' until WILL COM-PORT went out (44 ms after ready).
+            end = time.monotonic() + TIMEOUT
+            while True:
+                sim.p.stdin.write(b'vmotion 0 0 fin=%s\n' % fin.encode())
+                sim.p.stdin.flush()
+                line = sim.expect('vmotion 0 0 ')
+                if line != 'vmotion 0 0 skipped 0' or \
+                        time.monotonic() > end:
+                    break
+                time.sleep(0.05)
+            self.assertRegex(line, r'^vmotion 0 0 completed \d+$')
+            vspctest.wait_for(lambda: d.port(d.ports()[0]['id'])
+                              ['vmotion']['state'] == 'idle', 5,
+                              what='daemon vMotion idle')
+        st = sim.status()
+        self.assertEqual(st['vmotions']['completed'], 3)
+        self.assertEqual(st['vmotions']['anomalies'], 0)
+        self.assertEqual(st['recv_during_vmotion'], 0)
+        self.assertEqual(st['tls'], {'handshakes': 4, 'failed': 0})
+        self.assertTrue(st['ports'][0]['ready'])
 
     def test_usage_errors(self):
         r = run([VSPC_SIM, '--target', '127.0.0.1:1', '--tls-thumbprint',
