@@ -62,6 +62,7 @@
 #include <event2/util.h>
 
 #include "compat.h"
+#include "simtls.h"
 #include "telnet.h"
 #include "vmwext.h"
 #include "xmalloc.h"
@@ -120,14 +121,18 @@ enum vmo_step {
 
 #define LK_F_KS1	0x01	/* KS-1 (and DO-PROXY or PEER) sent */
 #define LK_F_READY	0x02	/* WILL-PROXY received */
+#define LK_F_TLS	0x04	/* --tls: TCP up, the TLS filter is on */
+#define LK_F_TLSUP	0x08	/* --tls: handshake done */
 
 struct vm;
 
 /* One TCP connection of a VM: its main one or a vMotion destination. */
 struct link {
 	struct vm *vm;
-	struct bufferevent *bev;
+	struct bufferevent *bev;	/* what the link reads and writes */
+	struct bufferevent *raw;	/* the socket (bev unless --tls) */
 	struct telnet tn;
+	uint64_t tcp_ns;		/* --tls: TCP connected */
 	uint8_t flags;
 	bool dest;
 	bool in_input;
@@ -239,6 +244,8 @@ static struct {
 	bool quiet;
 	long daemon_pid;
 	uint32_t wait_conns;		/* --wait-connections */
+	bool tls;			/* --tls */
+	struct simtls_opts tls_opts;
 
 	struct sockaddr_storage target;
 	socklen_t target_len;
@@ -313,6 +320,9 @@ static struct {
 	struct hist h_vmotion;
 	struct hist h_lat;
 	struct hist h_ident;
+	struct hist h_tls;		/* TCP connected -> TLS done */
+	uint64_t tls_ok;
+	uint64_t tls_failed;
 
 	/* Daemon and own process figures. */
 	bool have_proc;
@@ -521,11 +531,11 @@ fig_add(const char *key, const char *label, double v, int prec)
 static void
 fig_hist(const struct hist *h, const char *prefix, const char *what)
 {
-	static char keys[4][4][64], labels[4][4][96];
+	static char keys[8][4][64], labels[8][4][96];
 	static int slot;
 	static const char *qn[4] = { "p50", "p90", "p99", "max" };
 	static const double qv[4] = { 0.50, 0.90, 0.99, 1.0 };
-	int i, s = slot++ % 4;
+	int i, s = slot++ % 8;
 	double v;
 
 	for (i = 0; i < 4; i++) {
@@ -1074,7 +1084,30 @@ link_vmwext_send(struct link *l, uint8_t cmd, const void *a, size_t alen)
 		link_write(l, buf, n);
 }
 
-/* Write the link's send queue to the socket now. */
+/*
+ * --tls: write the socket's send queue now (the filter has encrypted what
+ * was queued on it into that queue). A socket bufferevent keeps the start
+ * of its output frozen, so evbuffer_write() needs it thawed here.
+ */
+static void
+link_flush_raw(struct link *l)
+{
+	struct evbuffer *out;
+	evutil_socket_t fd;
+
+	out = bufferevent_get_output(l->raw);
+	fd = bufferevent_getfd(l->raw);
+	evbuffer_unfreeze(out, 1);
+	while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0)
+		;
+	evbuffer_freeze(out, 1);
+}
+
+/*
+ * Write the link's send queue to the socket now. Without --tls this is the
+ * original code, kept as it is: evbuffer_write() returns -1 on the frozen
+ * output of a socket bufferevent, so it writes nothing.
+ */
 static void
 link_flush_now(struct link *l)
 {
@@ -1083,6 +1116,10 @@ link_flush_now(struct link *l)
 
 	if (l == NULL || l->bev == NULL || l->dead)
 		return;
+	if (l->raw != l->bev) {
+		link_flush_raw(l);
+		return;
+	}
 	out = bufferevent_get_output(l->bev);
 	fd = bufferevent_getfd(l->bev);
 	while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0)
@@ -1099,6 +1136,11 @@ link_free(struct link *l)
 		l->dead = true;
 		bufferevent_disable(l->bev, EV_READ);
 		return;
+	}
+	if (l->flags & LK_F_TLSUP) {
+		/* close_notify, then the FIN. */
+		simtls_close_notify(l->bev);
+		link_flush_raw(l);
 	}
 	bufferevent_free(l->bev);
 	telnet_free(&l->tn);
@@ -1179,7 +1221,7 @@ link_connect(struct vm *vm, bool dest)
 	l = xcalloc(1, sizeof *l);
 	l->vm = vm;
 	l->dest = dest;
-	l->bev = bev;
+	l->bev = l->raw = bev;
 	telnet_init(&l->tn, link_telnet_cb, l);
 	telnet_set_accept(&l->tn, TELOPT_BINARY, true, true);
 	telnet_set_accept(&l->tn, TELOPT_SGA, true, true);
@@ -1388,6 +1430,39 @@ link_write_cb(struct bufferevent *bev, void *arg)
 		vm_fill(l->vm);
 }
 
+/* --tls: TCP is up; put the TLS filter on and start the handshake. */
+static int
+link_tls_start(struct link *l)
+{
+	struct bufferevent *tb;
+
+	if ((tb = simtls_wrap(b.base, l->raw)) == NULL)
+		return (-1);
+	l->bev = tb;
+	l->flags |= LK_F_TLS;
+	l->tcp_ns = now_ns();
+	bufferevent_setcb(tb, link_read_cb, link_write_cb, link_event_cb, l);
+	bufferevent_enable(tb, EV_READ | EV_WRITE);
+	return (0);
+}
+
+/* --tls: the handshake of a link failed; report (the first few), count. */
+static void
+link_tls_failed(struct link *l, short what)
+{
+	char why[512];
+
+	b.tls_failed++;
+	if (what & BEV_EVENT_EOF)
+		strlcpy(why, "connection closed by peer", sizeof why);
+	else
+		simtls_why(l->bev, why, sizeof why);
+	if (!b.quiet && b.tls_failed <= 10)
+		bench_warnx("vm %" PRIu32 "%s: tls: handshake failed: %s",
+		    l->vm->idx, l->dest ? " (vMotion destination)" : "", why);
+	link_lost(l, "tls: handshake failed");
+}
+
 /* Connected, closed or failed. */
 static void
 link_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -1395,8 +1470,22 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct link *l = arg;
 	int one = 1;
 
+	if ((what & BEV_EVENT_CONNECTED) && b.tls && !(l->flags & LK_F_TLS)) {
+		if (link_tls_start(l) != 0)
+			link_lost(l, "tls: cannot set up");
+		return;
+	}
+	if ((l->flags & LK_F_TLS) && !(l->flags & LK_F_TLSUP)) {
+		if (!(what & BEV_EVENT_CONNECTED)) {
+			link_tls_failed(l, what);
+			return;
+		}
+		l->flags |= LK_F_TLSUP;
+		b.tls_ok++;
+		hist_add(&b.h_tls, now_ns() - l->tcp_ns);
+	}
 	if (what & BEV_EVENT_CONNECTED) {
-		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY,
+		setsockopt(bufferevent_getfd(l->raw), IPPROTO_TCP, TCP_NODELAY,
 		    &one, sizeof one);
 		/* ESXi's first bytes: IAC WILL AUTHENTICATION. */
 		telnet_request(&l->tn, TELOPT_AUTH, true, true);
@@ -1523,7 +1612,7 @@ vm_output_due(struct vm *vm, uint64_t now)
 		n += rec_build(vm, gen_buf + n, ts);
 		vm->next_due_ns += b.rec_interval_ns;
 	}
-	if (evbuffer_get_length(out) == 0) {
+	if (evbuffer_get_length(out) == 0 && vm->link->raw == vm->link->bev) {
 		fd = bufferevent_getfd(vm->link->bev);
 		w = write(fd, gen_buf, n);
 		if (w == (ssize_t)n)
@@ -2322,6 +2411,12 @@ report_collect(void)
 	fig_add("handshakes_per_s", "handshakes/s (identified/ramp time)",
 	    ramp > 0 ? b.identified / ramp : NAN, 0);
 	fig_hist(&b.h_ident, "handshake", "connect->WILL-PROXY");
+	if (b.tls) {
+		fig_add("tls_handshakes", "TLS handshakes done", b.tls_ok, 0);
+		fig_add("tls_failed", "TLS handshakes failed", b.tls_failed,
+		    0);
+		fig_hist(&b.h_tls, "tls", "TCP connected->TLS done");
+	}
 	fig_add("duration_s", "measured window (s)", run, 3);
 	if (b.have_proc) {
 		wnd = secs(b.t_cpu0_ns, b.t_cpu1_ns);
@@ -2492,12 +2587,13 @@ report_json(const char *path)
 	    ", \"record_size\": %" PRIu32 ", \"duration\": %g"
 	    ", \"vmotion_rate\": %g, \"vmotion_count\": %" PRIu64
 	    ", \"sources\": %zu, \"frontdoor\": %s, \"daemon_pid\": %ld"
-	    ", \"wait_connections\": %" PRIu32
+	    ", \"wait_connections\": %" PRIu32 "%s"
 	    ", \"uuid_tag\": \"%02x%02x%02x%02x\"},\n", b.nvms, b.vm_offset,
 	    b.cpv, b.connect_rate, b.max_pending, b.rate, b.recsize,
 	    b.duration, b.vmo_rate, b.vmo_count, b.nsrcs,
 	    b.frontdoor_spec != NULL ? "true" : "false", b.daemon_pid,
-	    b.wait_conns, b.tag[0], b.tag[1], b.tag[2], b.tag[3]);
+	    b.wait_conns, b.tls ? ", \"tls\": true" : "", b.tag[0], b.tag[1],
+	    b.tag[2], b.tag[3]);
 	fprintf(f, "  \"results\": {");
 	for (i = 0; i < b.nfigs; i++) {
 		fprintf(f, "%s\n    \"%s\": ", i == 0 ? "" : ",",
@@ -2529,6 +2625,8 @@ usage(FILE *f)
 "                  [--name-prefix P] [--uri URI] [--ramp-timeout S]\n"
 "                  [--drain-timeout S] [--wait-connections N]\n"
 "                  [--json FILE] [--quiet]\n"
+"                  [--tls [--tls-thumbprint HEX] [--tls-ca FILE]\n"
+"                   [--tls-servername NAME] [--tls-min V] [--tls-max V]]\n"
 "\n"
 "  --listeners FILE     vspcd's listeners.json: target, admin, front door\n"
 "                       and daemon pid (each unless given explicitly)\n"
@@ -2549,7 +2647,12 @@ usage(FILE *f)
 "  --source LIST        bind VM and client connections to these addresses\n"
 "                       in turn (vspcd caps connections per source)\n"
 "  --wait-connections N several processes: after the ramp, wait until\n"
-"                       the daemon holds N VM connections (admin API)\n"
+"                       the daemon holds N VM connections (admin API)\n");
+	simtls_usage(f);
+	fprintf(f,
+"                       (--tls: VM connections only, clients stay plain;\n"
+"                       figures tls_handshakes, tls_failed, tls_p50_us..,\n"
+"                       and handshakes_per_s then includes TLS)\n"
 "\n"
 "Exit status: 0 ok, 1 verification mismatches or vMotion failures,\n"
 "2 usage or setup error, or no VM identified.\n");
@@ -2645,9 +2748,12 @@ parse_options(int argc, char **argv)
 		{ "quiet", no_argument, NULL, O_QUIET },
 		{ "wait-connections", required_argument, NULL, O_WAIT },
 		{ "help", no_argument, NULL, O_HELP },
+		SIMTLS_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
+	const struct simtls_opts *to = &b.tls_opts;
 	const char *scenario = NULL;
+	char cause[256];
 	unsigned int t[4];
 	int ch, i;
 	bool rs_set = false;
@@ -2766,6 +2872,8 @@ parse_options(int argc, char **argv)
 			usage(stdout);
 			exit(0);
 		default:
+			if (simtls_option(ch, optarg, &b.tls, &b.tls_opts))
+				break;
 			usage(stderr);
 			exit(2);
 		}
@@ -2817,6 +2925,12 @@ parse_options(int argc, char **argv)
 		b.have_frontdoor = true;	/* for ports with no listener */
 	if (b.source_spec != NULL)
 		parse_sources(b.source_spec);
+	if (!b.tls && (to->thumbprint != NULL || to->ca != NULL ||
+	    to->servername != NULL || to->min != NULL || to->max != NULL))
+		bench_fatalx("the --tls-* options need --tls");
+	if (b.tls && simtls_init(to, b.target_spec, "vspc-bench", cause,
+	    sizeof cause) != 0)
+		bench_fatalx("%s", cause);
 }
 
 /* Raise the open file limit to the hard limit and check it is enough. */

@@ -61,6 +61,7 @@
 #include <event2/util.h>
 
 #include "compat.h"
+#include "simtls.h"
 #include "telnet.h"
 #include "vmwext.h"
 #include "xmalloc.h"
@@ -91,6 +92,8 @@ enum conn_state {
 #define LINK_F_READY	0x08	/* WILL-PROXY received (or vMotion done) */
 #define LINK_F_REFUSED	0x10	/* WONT-PROXY received */
 #define LINK_F_RDOFF	0x20	/* reading paused by backpressure */
+#define LINK_F_TLS	0x40	/* --tls: TCP up, the TLS filter is on */
+#define LINK_F_TLSUP	0x80	/* --tls: handshake done */
 
 /* What a TCP connection is to its port. */
 enum link_role {
@@ -107,7 +110,8 @@ struct link {
 	TAILQ_ENTRY(link) entry;	/* sim.oldq (LINK_OLD only) */
 	struct conn *c;
 	struct vmo *vmo;		/* LINK_DEST: its vMotion */
-	struct bufferevent *bev;
+	struct bufferevent *bev;	/* what the link reads and writes */
+	struct bufferevent *raw;	/* the socket (bev unless --tls) */
 	struct telnet tn;
 	uint64_t ext_us;		/* when VMWARE-EXT became enabled */
 	uint64_t proxy_us;		/* when DO-PROXY went out */
@@ -216,6 +220,8 @@ static struct {
 	bool print_recv;
 	bool quiet;
 	bool offer_ext;
+	bool tls;			/* --tls */
+	struct simtls_opts tls_opts;
 	int verbose;
 	uint32_t connect_rate;
 	uint64_t early_data;
@@ -254,6 +260,8 @@ static struct {
 	uint64_t vmo_outcomes[VMO_NOUTCOMES];
 	uint64_t vmo_started;
 	uint64_t vmo_anomalies;		/* bad GOAHEAD/PEER-OK, unexpected */
+	uint64_t tls_ok;		/* TLS handshakes done */
+	uint64_t tls_failed;		/* TLS handshakes failed */
 	struct vmo_list vmoq;
 	struct link_list oldq;
 
@@ -294,6 +302,7 @@ static void vmo_message(struct link *, uint8_t, const uint8_t *, size_t);
 static void vmo_src_lost(struct vmo *, const char *);
 static void vmo_dst_lost(struct vmo *, const char *);
 static void vmo_cancel(struct vmo *);
+static void link_event_cb(struct bufferevent *, short, void *);
 static void vmo_anomaly(struct conn *, const char *, ...) printflike(2, 3);
 static void sim_warnx(const char *, ...) printflike(1, 2);
 static __dead void sim_fatalx(const char *, ...) printflike(1, 2);
@@ -444,12 +453,42 @@ link_write(struct link *l, const void *buf, size_t len)
 static size_t
 link_queued(struct link *l)
 {
+	size_t n;
+
 	if (l == NULL || l->bev == NULL)
 		return (0);
-	return (evbuffer_get_length(bufferevent_get_output(l->bev)));
+	n = evbuffer_get_length(bufferevent_get_output(l->bev));
+	if (l->raw != l->bev)
+		n += evbuffer_get_length(bufferevent_get_output(l->raw));
+	return (n);
 }
 
-/* Write the link's send queue to the socket now (ordering on the wire). */
+/*
+ * --tls: write the socket's send queue now. The filter has already
+ * encrypted what was queued on it into that queue. A socket bufferevent
+ * keeps the start of its output frozen (only its own write callback thaws
+ * it), so evbuffer_write() needs it thawed here.
+ */
+static void
+link_flush_raw(struct link *l)
+{
+	struct evbuffer *out;
+	evutil_socket_t fd;
+
+	out = bufferevent_get_output(l->raw);
+	fd = bufferevent_getfd(l->raw);
+	evbuffer_unfreeze(out, 1);
+	while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0)
+		;
+	evbuffer_freeze(out, 1);
+}
+
+/*
+ * Write the link's send queue to the socket now (ordering on the wire).
+ * Without --tls this is the original code, kept as it is: evbuffer_write()
+ * returns -1 on the frozen output of a socket bufferevent, so it writes
+ * nothing and the bytes go out from the event loop as usual.
+ */
 static void
 link_flush_now(struct link *l)
 {
@@ -458,6 +497,10 @@ link_flush_now(struct link *l)
 
 	if (l == NULL || l->bev == NULL || l->dead)
 		return;
+	if (l->raw != l->bev) {
+		link_flush_raw(l);
+		return;
+	}
 	out = bufferevent_get_output(l->bev);
 	fd = bufferevent_getfd(l->bev);
 	while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0)
@@ -478,6 +521,11 @@ link_free(struct link *l)
 		if (l->bev != NULL)
 			bufferevent_disable(l->bev, EV_READ);
 		return;
+	}
+	if (l->bev != NULL && (l->flags & LINK_F_TLSUP)) {
+		/* close_notify, then the FIN. */
+		simtls_close_notify(l->bev);
+		link_flush_raw(l);
 	}
 	if (l->bev != NULL)
 		bufferevent_free(l->bev);
@@ -946,6 +994,42 @@ link_lost(struct link *l, const char *why)
 	}
 }
 
+/* --tls: TCP is up; put the TLS filter on and start the handshake. */
+static int
+link_tls_start(struct link *l)
+{
+	struct bufferevent *tb;
+
+	if ((tb = simtls_wrap(sim.base, l->raw)) == NULL)
+		return (-1);
+	l->bev = tb;
+	l->flags |= LINK_F_TLS;
+	bufferevent_setcb(tb, link_read_cb, link_write_cb, link_event_cb, l);
+	bufferevent_setwatermark(tb, EV_WRITE, sim.out_cap / 2, 0);
+	bufferevent_enable(tb, EV_READ | EV_WRITE);
+	return (0);
+}
+
+/* --tls: the handshake of a link failed; report and count it. */
+static void
+link_tls_failed(struct link *l, short what)
+{
+	struct conn *c = l->c;
+	char why[512];
+
+	sim.tls_failed++;
+	if (what & BEV_EVENT_EOF)
+		strlcpy(why, "connection closed by peer", sizeof why);
+	else
+		simtls_why(l->bev, why, sizeof why);
+	sim_warnx("vm %" PRIu32 " port %u: tls: handshake failed: %s",
+	    c->vm, (unsigned)c->port, why);
+	if (!sim.quiet)
+		sim_event("tls-failed %" PRIu32 " %u %s", c->vm,
+		    (unsigned)c->port, why);
+	link_lost(l, "tls: handshake failed");
+}
+
 /* Handle connect completion, EOF and errors. */
 static void
 link_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -954,12 +1038,29 @@ link_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct conn *c = l->c;
 	int fd, one = 1;
 
+	if ((what & BEV_EVENT_CONNECTED) && sim.tls &&
+	    !(l->flags & LINK_F_TLS)) {
+		if (link_tls_start(l) != 0)
+			link_lost(l, "tls: cannot set up");
+		return;
+	}
+	if ((l->flags & LINK_F_TLS) && !(l->flags & LINK_F_TLSUP)) {
+		if (!(what & BEV_EVENT_CONNECTED)) {
+			link_tls_failed(l, what);
+			return;
+		}
+		l->flags |= LINK_F_TLSUP;
+		sim.tls_ok++;
+		if (sim.verbose)
+			sim_warnx("vm %" PRIu32 " port %u: tls: %s", c->vm,
+			    (unsigned)c->port, simtls_version(bev));
+	}
 	if (what & BEV_EVENT_CONNECTED) {
 		if (l->role == LINK_MAIN) {
 			c->state = CONN_OPEN;
 			TAILQ_INSERT_TAIL(&sim.openq, c, entry);
 		}
-		fd = bufferevent_getfd(bev);
+		fd = bufferevent_getfd(l->raw);
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		/* ESXi's first bytes: IAC WILL AUTHENTICATION. */
 		telnet_request(&l->tn, TELOPT_AUTH, true, true);
@@ -1093,7 +1194,7 @@ link_connect(struct conn *c, enum link_role role,
 	l = xcalloc(1, sizeof *l);
 	l->c = c;
 	l->role = role;
-	l->bev = bev;
+	l->bev = l->raw = bev;
 	telnet_init(&l->tn, link_telnet_cb, l);
 	telnet_set_accept(&l->tn, TELOPT_BINARY, true, true);
 	telnet_set_accept(&l->tn, TELOPT_SGA, true, true);
@@ -1829,6 +1930,9 @@ ctl_status(const char *vs, const char *ps)
 	    PRIu32 ",\"running\":%s}", n, sim.vmo_anomalies, during,
 	    sim.storm_total, sim.storm_started, sim.storm_ended,
 	    sim.storm_on ? "true" : "false");
+	if (sim.tls)
+		evbuffer_add_printf(out, ",\"tls\":{\"handshakes\":%" PRIu64
+		    ",\"failed\":%" PRIu64 "}", sim.tls_ok, sim.tls_failed);
 	evbuffer_add_printf(out, "}\n");
 	fwrite(evbuffer_pullup(out, -1), 1, evbuffer_get_length(out), stdout);
 	fflush(stdout);
@@ -2203,6 +2307,9 @@ usage(FILE *f)
 "                [--dest-source ADDR[,ADDR...]] [--vmotion-limit MS]\n"
 "                [--vmotion-delay MS] [--seed N] [--storm N]\n"
 "                [--storm-rate R] [--storm-faults P]\n"
+"                [--tls [--tls-thumbprint HEX] [--tls-ca FILE]\n"
+"                 [--tls-servername NAME] [--tls-min V] [--tls-max V]]\n"
+"       vspc-sim --thumbprint CERT.pem | --thumbprint-sha1 CERT.pem\n"
 "\n"
 "Simulated ESXi fleet: N VMs with K serial ports each, one TCP connection\n"
 "per port, speaking VMware's telnet extension (option 232) like ESXi.\n"
@@ -2255,15 +2362,24 @@ usage(FILE *f)
 "                       on one port; prints 'storm done ...' and exits\n"
 "                       (keeps running with --control)\n"
 "  --storm-rate R       storm vMotions per second overall (default 10)\n"
-"  --storm-faults P     probability of a failure option (default 0)\n"
+"  --storm-faults P     probability of a failure option (default 0)\n",
+	    f);
+	simtls_usage(f);
+	fputs(
+"  --thumbprint CERT    print the SHA-256 thumbprint of a PEM certificate\n"
+"                       as a vSPC URI wants it (telnets://host:port\n"
+"                       #thumbprint=AA:BB:...) and exit\n"
+"  --thumbprint-sha1 CERT  the same with SHA-1 (older vSphere)\n"
 "\n"
 "vmotion V P options: seq=HEX limit=MS delay=MS fin=first|last|never\n"
 "abort abort-after-peer nopeer badsecret die-src die-dst.\n"
 "\n"
 "stdout: 'ready V P', 'refused V P', 'closed V P', 'recv V P HEX',\n"
 "'vmotion V P OUTCOME MS', 'storm done N MS OUTCOME=COUNT...',\n"
-"'status {json}'. Counters in status continue across reconnects and\n"
-"vMotions.\n", f);
+"'tls-failed V P REASON' (--tls), 'status {json}' (with --tls a \"tls\"\n"
+"object: handshakes, failed). Counters in status continue across\n"
+"reconnects and vMotions. Handshake failures also go to stderr\n"
+"('tls: handshake failed: ...'), and with --tls the totals at exit.\n", f);
 }
 
 /* Parse the command line into sim. */
@@ -2275,7 +2391,8 @@ parse_options(int argc, char **argv)
 		O_URI, O_RATE, O_MODE, O_ECHO, O_SOURCE, O_CRATE, O_CONTROL,
 		O_PRECV, O_QUIET, O_EARLY, O_DURATION, O_COMPORT, O_KS1,
 		O_RECONNECT, O_OUTCAP, O_OFFER, O_DSOURCE, O_VLIMIT, O_VDELAY,
-		O_SEED, O_STORM, O_SRATE, O_SFAULTS, O_HELP,
+		O_SEED, O_STORM, O_SRATE, O_SFAULTS, O_HELP, O_THUMB,
+		O_THUMB1,
 	};
 	static const struct option longopts[] = {
 		{ "target", required_argument, NULL, O_TARGET },
@@ -2309,9 +2426,14 @@ parse_options(int argc, char **argv)
 		{ "storm-faults", required_argument, NULL, O_SFAULTS },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, O_HELP },
+		{ "thumbprint", required_argument, NULL, O_THUMB },
+		{ "thumbprint-sha1", required_argument, NULL, O_THUMB1 },
+		SIMTLS_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *target = NULL, *sources = NULL, *dsources = NULL;
+	const struct simtls_opts *to = &sim.tls_opts;
+	char cause[256];
 	bool seeded = false;
 	uint8_t tag[4];
 	char *end;
@@ -2474,7 +2596,15 @@ parse_options(int argc, char **argv)
 		case O_HELP:
 			usage(stdout);
 			exit(0);
+		case O_THUMB:
+		case O_THUMB1:
+			if (simtls_print_thumbprint(optarg, ch == O_THUMB1,
+			    stdout, cause, sizeof cause) != 0)
+				sim_fatalx("%s", cause);
+			exit(0);
 		default:
+			if (simtls_option(ch, optarg, &sim.tls, &sim.tls_opts))
+				break;
 			usage(stderr);
 			exit(2);
 		}
@@ -2499,6 +2629,12 @@ parse_options(int argc, char **argv)
 	if (dsources != NULL)
 		parse_sources("--dest-source", dsources, &sim.dsources,
 		    &sim.dsource_lens, &sim.ndsources);
+	if (!sim.tls && (to->thumbprint != NULL || to->ca != NULL ||
+	    to->servername != NULL || to->min != NULL || to->max != NULL))
+		sim_fatalx("the --tls-* options need --tls");
+	if (sim.tls && simtls_init(to, target, "vspc-sim", cause,
+	    sizeof cause) != 0)
+		sim_fatalx("%s", cause);
 }
 
 /* Raise the open file limit to the hard limit. */
@@ -2631,6 +2767,11 @@ main(int argc, char **argv)
 	if (sim.ctl_in != NULL)
 		evbuffer_free(sim.ctl_in);
 	evbuffer_free(sim.recv_hex);
+	if (sim.tls) {
+		sim_warnx("tls: %" PRIu64 " handshakes, %" PRIu64 " failed",
+		    sim.tls_ok, sim.tls_failed);
+		simtls_free();
+	}
 	free(sim.conns);
 	free(sim.sources);
 	free(sim.source_lens);
