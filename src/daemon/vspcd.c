@@ -28,6 +28,8 @@ struct event_base *ev_base;
 static struct evconnlistener *vm_listeners[VSPCD_MAX_VM_LISTEN];
 static int vm_ports[VSPCD_MAX_VM_LISTEN];
 static struct evconnlistener *frontdoor;
+static struct evconnlistener *ro_door;		/* client-listen-ro */
+static int ro_door_port;
 static struct evconnlistener *unix_door;
 static char *unix_door_path;
 static int frontdoor_port, admin_port;
@@ -98,6 +100,11 @@ write_listeners(void)
 		    snprintf(buf + o, sizeof buf - o, "\"client\": %d, ",
 		    frontdoor_port) :
 		    snprintf(buf + o, sizeof buf - o, "\"client\": null, "));
+	if (o < sizeof buf)
+		o += (size_t)(cfg.client_listen_ro != NULL ?
+		    snprintf(buf + o, sizeof buf - o, "\"client_ro\": %d, ",
+		    ro_door_port) :
+		    snprintf(buf + o, sizeof buf - o, "\"client_ro\": null, "));
 	if (o < sizeof buf && unix_door_path != NULL) {
 		char *j = json_quote(unix_door_path);
 
@@ -139,8 +146,9 @@ listeners_apply(struct config *ncfg, bool initial)
 	struct evconnlistener *nvm[VSPCD_MAX_VM_LISTEN];
 	int nport[VSPCD_MAX_VM_LISTEN], i, j, fd_port = frontdoor_port;
 	bool reused[VSPCD_MAX_VM_LISTEN], fresh[VSPCD_MAX_VM_LISTEN];
-	struct evconnlistener *nfd = frontdoor;
-	bool fd_fresh = false;
+	struct evconnlistener *nfd = frontdoor, *nro = ro_door;
+	bool fd_fresh = false, ro_fresh = false;
+	int ro_port = ro_door_port;
 
 	memset(reused, 0, sizeof reused);
 	for (i = 0; i < ncfg->n_vm_listen; i++) {
@@ -174,6 +182,18 @@ listeners_apply(struct config *ncfg, bool initial)
 			fd_fresh = true;
 		}
 	}
+	if (initial || !str_eq(cfg.client_listen_ro, ncfg->client_listen_ro)) {
+		nro = NULL;
+		ro_port = 0;
+		if (ncfg->client_listen_ro != NULL) {
+			nro = listener_open(ncfg->client_listen_ro,
+			    "read-only front door", client_accept_frontdoor_cb,
+			    CLIENT_DOOR_RO, &ro_port);
+			if (nro == NULL)
+				goto fail;
+			ro_fresh = true;
+		}
+	}
 	/* Commit: close what is no longer wanted. */
 	for (j = 0; !initial && j < cfg.n_vm_listen; j++) {
 		if (!reused[j] && vm_listeners[j] != NULL) {
@@ -189,6 +209,10 @@ listeners_apply(struct config *ncfg, bool initial)
 		evconnlistener_free(frontdoor);
 	frontdoor = nfd;
 	frontdoor_port = fd_port;
+	if (nro != ro_door && ro_door != NULL)
+		evconnlistener_free(ro_door);
+	ro_door = nro;
+	ro_door_port = ro_port;
 	return (0);
 fail:
 	for (i = 0; i < ncfg->n_vm_listen; i++) {
@@ -197,6 +221,8 @@ fail:
 	}
 	if (fd_fresh && nfd != NULL)
 		evconnlistener_free(nfd);
+	if (ro_fresh && nro != NULL)
+		evconnlistener_free(nro);
 	return (-1);
 }
 
@@ -297,6 +323,7 @@ reload(void)
 		if (c->port != NULL && port_authorize(c->port, c) == -1)
 			client_close(c, "access revoked");
 	}
+	share_reload();
 	write_listeners();
 	log_info("reload: configuration applied");
 }
@@ -368,6 +395,8 @@ main(int argc, char **argv)
 	}
 	if (frontdoor != NULL)
 		evconnlistener_free(frontdoor);
+	if (ro_door != NULL)
+		evconnlistener_free(ro_door);
 	if (unix_door != NULL) {
 		evconnlistener_free(unix_door);
 		(void)unlink(unix_door_path);
