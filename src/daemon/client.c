@@ -202,6 +202,18 @@ client_frontdoor_cmd(struct client *c, const char *line)
 			n = port_lookup(line + 5, m, nitems(m));
 			if (n > (int)nitems(m))
 				n = nitems(m);
+			for (i = j = 0; i < n; i++) {
+				if (authz_rights(&c->ident, m[i]->name,
+				    m[i]->id, m[i]->uuid) & RIGHT_READ)
+					m[j++] = m[i];
+			}
+			if ((n = (int)j) == 0) {
+				snprintf(msg, sizeof msg, "vspcd: no console "
+				    "named '%s'", log_escape(line + 5,
+				    strlen(line + 5)));
+				client_frontdoor_done(c, msg);
+				return (true);
+			}
 			all = json_pack("{s:[]}", "clients");
 			a = json_object_get(all, "clients");
 			for (i = 0; i < n; i++) {
