@@ -855,7 +855,7 @@ test_authz_keys(void)
 {
 	struct config c;
 	struct errbuf e;
-	const char *path;
+	const char *path, *spath;
 
 	path = write_file("authz.yaml",
 	    "sharing: single-writer\n"
@@ -875,11 +875,11 @@ test_authz_keys(void)
 	config_free(&c);
 
 	/* sharing-rules is file-only; client-listen-ro is a listener. */
-	path = write_file("share.yaml",
+	spath = write_file("share.yaml",
 	    "client-listen-ro: 127.0.0.1:0\n"
 	    "sharing-rules:\n"
 	    "  - {consoles: [a, b], mode: single-writer}\n");
-	ASSERT_INT_EQ(build(&c, &e, "-f", path, NULL), 0);
+	ASSERT_INT_EQ(build(&c, &e, "-f", spath, NULL), 0);
 	err_free(&e);
 	ASSERT_STR_EQ(c.client_listen_ro, "127.0.0.1:0");
 	ASSERT_INT_EQ(c.n_sharing_rules, 1);
