@@ -228,7 +228,8 @@ admin_client_cb(struct evhttp_request *req, const char *key)
 
 	if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_HEAD &&
 	    m != EVHTTP_REQ_DELETE) {
-		admin_error(req, 405, "Method Not Allowed", "use GET or DELETE");
+		admin_error(req, 405, "Method Not Allowed",
+		    "use GET or DELETE");
 		return;
 	}
 	if (admin_identity(req, &id) == -1)

@@ -467,7 +467,8 @@ share_client_json(const struct client *c)
 	json_object_set_new(o, "rights",
 	    json_string(authz_rights_str(c->rights, r, sizeof r)));
 	json_object_set_new(o, "attached_at", json_integer(c->attached_at));
-	json_object_set_new(o, "bytes_in", json_integer((json_int_t)c->bytes_in));
+	json_object_set_new(o, "bytes_in",
+	    json_integer((json_int_t)c->bytes_in));
 	json_object_set_new(o, "bytes_out",
 	    json_integer((json_int_t)c->bytes_out));
 	json_object_set_new(o, "input_denied",
