@@ -131,10 +131,22 @@ admin_identity(struct evhttp_request *req, struct identity *id)
 		    strcmp(addr, "::1") == 0 ||
 		    strncmp(addr, "::ffff:127.", 11) == 0;
 	}
+	/* A verified client certificate names the caller... */
+	if (conn != NULL && tls_peer_identity(
+	    evhttp_connection_get_bufferevent(conn), id) == -1) {
+		audit_event("denied", id, NULL, "api: certificate subject "
+		    "too long");
+		admin_error(req, 403, "Forbidden", "certificate subject too "
+		    "long");
+		return (-1);
+	}
+	/* ...unless a bearer token is presented too: then the token. */
 	auth = evhttp_find_header(evhttp_request_get_input_headers(req),
 	    "Authorization");
 	if (auth == NULL)
 		return (0);
+	id->kind = IDENT_ANONYMOUS;
+	id->name[0] = '\0';
 	if (strncasecmp(auth, "Bearer ", 7) != 0 ||
 	    authz_token_lookup(auth + 7, id->name, sizeof id->name) == -1) {
 		audit_event("denied", id, NULL, "api: bad bearer token");
@@ -497,7 +509,7 @@ notfound:
  * the bound port. Returns the new server or NULL.
  */
 struct evhttp *
-admin_open(const char *spec, int *bound_port)
+admin_open(const char *spec, bool tls, int *bound_port)
 {
 	struct evhttp_bound_socket *hs;
 	struct sockaddr_storage ss;
@@ -521,6 +533,8 @@ admin_open(const char *spec, int *bound_port)
 	evhttp_set_cb(http, "/api/v1/limits", admin_limits_cb, NULL);
 	evhttp_set_cb(http, "/api/v1/clients", admin_clients_cb, NULL);
 	evhttp_set_gencb(http, admin_gen_cb, NULL);
+	if (tls)
+		evhttp_set_bevcb(http, tls_http_bevcb, NULL);
 	hs = evhttp_bind_socket_with_handle(http, host, (uint16_t)port);
 	if (hs == NULL) {
 		log_warn("admin listener: cannot listen on %s", spec);
@@ -536,7 +550,8 @@ admin_open(const char *spec, int *bound_port)
 			*bound_port = ntohs(
 			    ((struct sockaddr_in6 *)&ss)->sin6_port);
 	}
-	log_info("admin listener on %s (port %d)", spec, *bound_port);
+	log_info("admin listener on %s (port %d%s)", spec, *bound_port,
+	    tls ? ", HTTPS" : "");
 	return (http);
 }
 
@@ -551,11 +566,11 @@ admin_swap(struct evhttp *http)
 
 /* Start the admin listener on spec; reports the bound port. */
 int
-admin_start(const char *spec, int *bound_port)
+admin_start(const char *spec, bool tls, int *bound_port)
 {
 	struct evhttp *http;
 
-	if ((http = admin_open(spec, bound_port)) == NULL)
+	if ((http = admin_open(spec, tls, bound_port)) == NULL)
 		return (-1);
 	admin_swap(http);
 	return (0);

@@ -518,17 +518,69 @@ client_write_cb(struct bufferevent *bev, void *arg)
 	c->gap = 0;
 }
 
+/*
+ * What a client does once it may talk: a prompt at a front door, the
+ * attach on a port's own listener (the port is looked up again by id: it
+ * may have gone while a TLS handshake ran).
+ */
+static void
+client_start(struct client *c)
+{
+	struct port *p;
+
+	if (c->frontdoor) {
+		client_puts(c, CLIENT_PROMPT);
+		return;
+	}
+	p = c->start_port != NULL ? port_find_id(c->start_port) : NULL;
+	free(c->start_port);
+	c->start_port = NULL;
+	if (p == NULL) {
+		client_close(c, "port gone");
+		return;
+	}
+	client_attach(c, p);
+}
+
+/* The TLS handshake is done: learn who it is, then start. */
+static void
+client_tls_ready(struct client *c)
+{
+	c->tls_wait = false;
+	if (tls_peer_identity(c->bev, &c->ident) == -1) {
+		audit_event("denied", &c->ident, NULL,
+		    "tls: certificate subject too long");
+		client_close(c, "certificate subject too long");
+		return;
+	}
+	if (!c->frontdoor && c->timer != NULL)
+		evtimer_del(c->timer);
+	log_debug("client %s: TLS handshake done (%s)", c->addr,
+	    c->ident.kind == IDENT_CERT ? c->ident.name : "no certificate");
+	client_start(c);
+}
+
 /* EOF or error on a client. */
 static void
 client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct client *c = arg;
+	const char *tlserr;
 
+	if (what & BEV_EVENT_CONNECTED) {
+		if (c->tls_wait)
+			client_tls_ready(c);
+		return;
+	}
 	if (what & BEV_EVENT_EOF)
 		client_close(c, "closed by client");
-	else if (what & BEV_EVENT_ERROR)
-		client_close(c, evutil_socket_error_to_string(
-		    EVUTIL_SOCKET_ERROR()));
+	else if (what & BEV_EVENT_ERROR) {
+		if ((tlserr = tls_bev_error(bev)) != NULL)
+			client_close(c, tlserr);
+		else
+			client_close(c, evutil_socket_error_to_string(
+			    EVUTIL_SOCKET_ERROR()));
+	}
 }
 
 /* The front-door deadline passed without a console chosen. */
@@ -537,13 +589,15 @@ client_timer(evutil_socket_t fd, short events, void *arg)
 {
 	struct client *c = arg;
 
-	if (c->frontdoor && c->port == NULL)
+	if (c->tls_wait)
+		client_close(c, "TLS handshake not done in time");
+	else if (c->frontdoor && c->port == NULL)
 		client_close(c, "no console named in time");
 }
 
 /* Set up a new client connection, within the connection caps. */
 static struct client *
-client_new(evutil_socket_t fd, struct sockaddr *sa, int salen)
+client_new(evutil_socket_t fd, struct sockaddr *sa, int salen, bool tls)
 {
 	struct client *c;
 	char addr[64];
@@ -567,12 +621,18 @@ client_new(evutil_socket_t fd, struct sockaddr *sa, int salen)
 	strlcpy(c->ident.source, c->addr, sizeof c->ident.source);
 	c->ident.loopback = sockaddr_is_loopback(sa);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	c->bev = bufferevent_socket_new(ev_base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (tls)
+		c->bev = tls_bev_accept(fd, false);
+	else
+		c->bev = bufferevent_socket_new(ev_base, fd,
+		    BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL) {
+		source_count(SOURCE_CLIENT, sa, -1);
 		evutil_closesocket(fd);
 		free(c);
 		return (NULL);
 	}
+	c->tls_wait = tls;
 	TAILQ_INSERT_TAIL(&all_clients, c, all_entry);
 	n_clients++;
 	bufferevent_setcb(c->bev, client_read_cb, client_write_cb,
@@ -598,18 +658,19 @@ void
 client_accept_frontdoor_cb(struct evconnlistener *lev, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
+	struct timeval tv = { cfg.frontdoor_timeout, 0 };
 	struct client *c;
 
-	struct timeval tv = { cfg.frontdoor_timeout, 0 };
-
-	if ((c = client_new(fd, sa, salen)) == NULL)
+	if ((c = client_new(fd, sa, salen, arg == TLS_LISTENER)) == NULL)
 		return;
 	c->frontdoor = true;
 	c->ro_door = arg == CLIENT_DOOR_RO;
 	c->timer = evtimer_new(ev_base, client_timer, c);
 	evtimer_add(c->timer, &tv);
-	log_debug("client %s: front door", c->addr);
-	client_puts(c, CLIENT_PROMPT);
+	log_debug("client %s: front door%s", c->addr, c->tls_wait ?
+	    " (TLS)" : "");
+	if (!c->tls_wait)
+		client_start(c);
 }
 
 /*
@@ -668,7 +729,7 @@ client_accept_unix_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	struct timeval tv = { cfg.frontdoor_timeout, 0 };
 	struct client *c;
 
-	if ((c = client_new(fd, sa, salen)) == NULL)
+	if ((c = client_new(fd, sa, salen, false)) == NULL)
 		return;
 	if (client_unix_identity(c, fd) == -1) {
 		log_warnx("client %s: cannot identify the peer", c->addr);
@@ -687,12 +748,20 @@ void
 client_accept_port_cb(struct evconnlistener *lev, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
+	struct timeval tv = { cfg.frontdoor_timeout, 0 };
 	struct port *p = arg;
 	struct client *c;
 
-	if ((c = client_new(fd, sa, salen)) == NULL)
+	if ((c = client_new(fd, sa, salen, cfg.port_tls != 0)) == NULL)
 		return;
-	client_attach(c, p);
+	if (!c->tls_wait) {
+		client_attach(c, p);
+		return;
+	}
+	/* The handshake (within the front-door deadline), then attach. */
+	c->start_port = xstrdup(p->id);
+	c->timer = evtimer_new(ev_base, client_timer, c);
+	evtimer_add(c->timer, &tv);
 }
 
 /* Close a client. The one teardown. */
@@ -706,6 +775,7 @@ client_close(struct client *c, const char *reason)
 		source_count(SOURCE_CLIENT, (struct sockaddr *)&c->sa, -1);
 	if (c->timer != NULL)
 		event_free(c->timer);
+	free(c->start_port);
 	TAILQ_REMOVE(&all_clients, c, all_entry);
 	n_clients--;
 	bufferevent_free(c->bev);

@@ -80,6 +80,22 @@ const char *const sharing_mode_names[] = {
 	NULL,
 };
 
+static_assert(sizeof(enum tls_client_certs) == sizeof(int) &&
+    sizeof(enum tls_min_version) == sizeof(int), "KW_ENUM stores an int");
+
+static const char *const tls_client_names[] = {
+	[TLS_CLIENT_OFF] = "off",
+	[TLS_CLIENT_OPTIONAL] = "optional",
+	[TLS_CLIENT_REQUIRE] = "require",
+	NULL,
+};
+
+static const char *const tls_min_names[] = {
+	[TLS_MIN_12] = "1.2",
+	[TLS_MIN_13] = "1.3",
+	NULL,
+};
+
 #define OFF(f)	offsetof(struct config, f)
 
 static const struct keyword keywords[] = {
@@ -121,6 +137,32 @@ static const struct keyword keywords[] = {
 	{ .name = "admin-listen", .type = KW_ADDR, .off = OFF(admin_listen),
 	  .def = "127.0.0.1:13372", .arg = "ADDR:PORT|off",
 	  .help = "HTTP/JSON admin API" },
+	{ .name = "vm-listen-tls", .type = KW_LIST, .flags = KW_ADDRESS,
+	  .off = OFF(vm_listen_tls), .count_off = OFF(n_vm_listen_tls),
+	  .max = VSPCD_MAX_VM_LISTEN, .show = "none", .arg = "ADDR:PORT",
+	  .help = "where ESXi hosts connect with telnets:// (repeatable)" },
+	{ .name = "client-listen-tls", .type = KW_ADDR,
+	  .off = OFF(client_listen_tls), .def = "off",
+	  .arg = "ADDR:PORT|off", .help = "front door over TLS" },
+	{ .name = "port-tls", .type = KW_BOOL, .off = OFF(port_tls),
+	  .def = "false", .help = "per-port listeners speak TLS" },
+	{ .name = "admin-tls", .type = KW_BOOL, .off = OFF(admin_tls),
+	  .def = "false", .help = "the admin API speaks HTTPS" },
+	{ .name = "tls-cert", .type = KW_STRING, .off = OFF(tls_cert),
+	  .show = "none", .arg = "PEM",
+	  .help = "server certificate chain (reread on SIGHUP)" },
+	{ .name = "tls-key", .type = KW_STRING, .off = OFF(tls_key),
+	  .show = "none", .arg = "PEM", .help = "server private key" },
+	{ .name = "tls-client-ca", .type = KW_STRING,
+	  .off = OFF(tls_client_ca), .show = "none", .arg = "PEM",
+	  .help = "CAs that sign client certificates" },
+	{ .name = "tls-client-certs", .type = KW_ENUM,
+	  .off = OFF(tls_client_certs), .choices = tls_client_names,
+	  .def = "off", .arg = "off|optional|require",
+	  .help = "ask TLS clients for a certificate" },
+	{ .name = "tls-min-version", .type = KW_ENUM,
+	  .off = OFF(tls_min_version), .choices = tls_min_names,
+	  .def = "1.2", .arg = "1.2|1.3", .help = "oldest TLS accepted" },
 	{ .name = "service-uri", .type = KW_LIST, .off = OFF(service_uri),
 	  .count_off = OFF(n_service_uri), .max = VSPCD_MAX_URIS,
 	  .def = "vSPC.py", .arg = "PREFIX",
@@ -786,6 +828,12 @@ config_free(struct config *conf)
 		free(conf->vm_listen[i]);
 	free(conf->client_listen);
 	free(conf->client_listen_ro);
+	for (i = 0; i < conf->n_vm_listen_tls; i++)
+		free(conf->vm_listen_tls[i]);
+	free(conf->client_listen_tls);
+	free(conf->tls_cert);
+	free(conf->tls_key);
+	free(conf->tls_client_ca);
 	free(conf->client_bind);
 	free(conf->unix_listen);
 	free(conf->admin_listen);
@@ -1701,8 +1749,17 @@ config_validate(const struct config *conf, FILE *errout)
 		    kw->type == KW_COUNT)
 			validate_range(&ctx, kw);
 	}
-	if (conf->n_vm_listen < 1)
-		cfg_error(&ctx, 0, "at least one vm-listen is needed");
+	if (conf->n_vm_listen + conf->n_vm_listen_tls < 1)
+		cfg_error(&ctx, 0, "at least one vm-listen or vm-listen-tls "
+		    "is needed");
+	if ((conf->n_vm_listen_tls > 0 || conf->client_listen_tls != NULL ||
+	    conf->port_tls || conf->admin_tls) &&
+	    (conf->tls_cert == NULL || conf->tls_key == NULL))
+		cfg_error(&ctx, 0, "TLS listeners need tls-cert and tls-key");
+	if (conf->tls_client_certs != TLS_CLIENT_OFF &&
+	    conf->tls_client_ca == NULL)
+		cfg_error(&ctx, 0, "tls-client-certs %s needs tls-client-ca",
+		    tls_client_names[conf->tls_client_certs]);
 	if (conf->n_vm_listen > VSPCD_MAX_VM_LISTEN)
 		cfg_error(&ctx, 0, "too many vm-listen (%d, at most %d)",
 		    conf->n_vm_listen, VSPCD_MAX_VM_LISTEN);

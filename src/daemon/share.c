@@ -51,7 +51,7 @@
 #define SHARE_NOTICE_GAP_MS	2000	/* silence that ends a typing burst */
 #define SHARE_KICK_LINGER	2	/* s a kicked client gets to read */
 #define SHARE_CMD_MAX		16	/* bytes of one control command */
-#define SHARE_WHO_MAX		(IDENT_NAME_MAX + 96)
+#define SHARE_WHO_MAX		(IDENT_SUBJECT_MAX + 96)
 
 static u_int	share_next_id;
 
@@ -82,7 +82,7 @@ share_printable(char *dst, size_t cap, const char *s)
 static const char *
 share_ident_str(const struct identity *id, char *buf, size_t len)
 {
-	char name[IDENT_NAME_MAX], src[sizeof id->source];
+	char name[sizeof id->name], src[sizeof id->source];
 	const char *prefix = "";
 
 	share_printable(name, sizeof name, id->name);

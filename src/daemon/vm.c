@@ -608,11 +608,21 @@ vm_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct vm_session *vs = arg;
 
+	const char *tlserr;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		log_debug("vm %s: TLS handshake done", vs->addr);
+		return;
+	}
 	if (what & BEV_EVENT_EOF)
 		vm_close(vs, "closed by host");
-	else if (what & BEV_EVENT_ERROR)
-		vm_close(vs, evutil_socket_error_to_string(
-		    EVUTIL_SOCKET_ERROR()));
+	else if (what & BEV_EVENT_ERROR) {
+		if ((tlserr = tls_bev_error(bev)) != NULL)
+			vm_close(vs, tlserr);
+		else
+			vm_close(vs, evutil_socket_error_to_string(
+			    EVUTIL_SOCKET_ERROR()));
+	}
 }
 
 /* Identification (or retirement drain) deadline passed. */
@@ -676,9 +686,16 @@ vm_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
 	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof uto);
-	vs->bev = bufferevent_socket_new(ev_base, fd, BEV_OPT_CLOSE_ON_FREE);
+	/* TLS: the handshake runs first; the ident deadline covers it. */
+	if (arg == TLS_LISTENER)
+		vs->bev = tls_bev_accept(fd, true);
+	else
+		vs->bev = bufferevent_socket_new(ev_base, fd,
+		    BEV_OPT_CLOSE_ON_FREE);
 	if (vs->bev == NULL) {
 		log_warnx("vm %s: cannot create bufferevent", vs->addr);
+		source_count(SOURCE_VM, sa, -1);
+		n_unidentified--;
 		evutil_closesocket(fd);
 		free(vs);
 		return;

@@ -25,9 +25,11 @@
 struct config cfg;
 struct event_base *ev_base;
 
-static struct evconnlistener *vm_listeners[VSPCD_MAX_VM_LISTEN];
-static int vm_ports[VSPCD_MAX_VM_LISTEN];
-static struct evconnlistener *frontdoor;
+#define VM_LISTENERS	(2 * VSPCD_MAX_VM_LISTEN)	/* plain, then TLS */
+static struct evconnlistener *vm_listeners[VM_LISTENERS];
+static int vm_ports[VM_LISTENERS];
+static struct evconnlistener *frontdoor, *frontdoor_tls;
+static int frontdoor_tls_port;
 static struct evconnlistener *ro_door;		/* client-listen-ro */
 static int ro_door_port;
 static struct evconnlistener *unix_door;
@@ -94,7 +96,18 @@ write_listeners(void)
 		o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%d",
 		    i ? ", " : "", vm_ports[i]);
 	if (o < sizeof buf)
+		o += (size_t)snprintf(buf + o, sizeof buf - o,
+		    "], \"vm_tls\": [");
+	for (i = 0; i < cfg.n_vm_listen_tls && o < sizeof buf; i++)
+		o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%d",
+		    i ? ", " : "", vm_ports[cfg.n_vm_listen + i]);
+	if (o < sizeof buf)
 		o += (size_t)snprintf(buf + o, sizeof buf - o, "], ");
+	if (o < sizeof buf)
+		o += (size_t)(cfg.client_listen_tls != NULL ?
+		    snprintf(buf + o, sizeof buf - o, "\"client_tls\": %d, ",
+		    frontdoor_tls_port) :
+		    snprintf(buf + o, sizeof buf - o, "\"client_tls\": null, "));
 	if (o < sizeof buf)
 		o += (size_t)(cfg.client_listen != NULL ?
 		    snprintf(buf + o, sizeof buf - o, "\"client\": %d, ",
@@ -135,6 +148,29 @@ str_eq(const char *a, const char *b)
 	return (strcmp(a, b) == 0);
 }
 
+/* The i-th VM listener of conf: the plain ones, then the TLS ones. */
+static const char *
+vm_listen_spec(const struct config *conf, int i, bool *tls)
+{
+	*tls = i >= conf->n_vm_listen;
+	return (*tls ? conf->vm_listen_tls[i - conf->n_vm_listen] :
+	    conf->vm_listen[i]);
+}
+
+/* Open a front door (plain or TLS) unless it is off. */
+static int
+frontdoor_open(const char *spec, bool tls, struct evconnlistener **out,
+    int *port)
+{
+	*out = NULL;
+	*port = 0;
+	if (spec == NULL)
+		return (0);
+	*out = listener_open(spec, tls ? "TLS front door" : "front door",
+	    client_accept_frontdoor_cb, tls ? TLS_LISTENER : NULL, port);
+	return (*out == NULL ? -1 : 0);
+}
+
 /*
  * Open the listeners of ncfg, reusing those of cfg whose address did not
  * change. All or nothing: on any failure the new ones are closed again and
@@ -143,20 +179,28 @@ str_eq(const char *a, const char *b)
 static int
 listeners_apply(struct config *ncfg, bool initial)
 {
-	struct evconnlistener *nvm[VSPCD_MAX_VM_LISTEN];
-	int nport[VSPCD_MAX_VM_LISTEN], i, j, fd_port = frontdoor_port;
-	bool reused[VSPCD_MAX_VM_LISTEN], fresh[VSPCD_MAX_VM_LISTEN];
-	struct evconnlistener *nfd = frontdoor, *nro = ro_door;
-	bool fd_fresh = false, ro_fresh = false;
+	struct evconnlistener *nvm[VM_LISTENERS];
+	int nport[VM_LISTENERS], i, j, n, on, fd_port = frontdoor_port;
+	int tfd_port = frontdoor_tls_port;
+	bool reused[VM_LISTENERS], fresh[VM_LISTENERS], tls, otls;
+	struct evconnlistener *nfd = frontdoor, *ntfd = frontdoor_tls;
+	bool fd_fresh = false, tfd_fresh = false;
+	const char *spec;
+	struct evconnlistener *nro = ro_door;
+	bool ro_fresh = false;
 	int ro_port = ro_door_port;
 
+	n = ncfg->n_vm_listen + ncfg->n_vm_listen_tls;
+	on = initial ? 0 : cfg.n_vm_listen + cfg.n_vm_listen_tls;
 	memset(reused, 0, sizeof reused);
-	for (i = 0; i < ncfg->n_vm_listen; i++) {
+	for (i = 0; i < n; i++) {
 		nvm[i] = NULL;
 		fresh[i] = false;
-		for (j = 0; !initial && j < cfg.n_vm_listen; j++) {
+		spec = vm_listen_spec(ncfg, i, &tls);
+		for (j = 0; j < on; j++) {
 			if (!reused[j] && vm_listeners[j] != NULL &&
-			    strcmp(cfg.vm_listen[j], ncfg->vm_listen[i]) == 0) {
+			    strcmp(vm_listen_spec(&cfg, j, &otls), spec) == 0 &&
+			    otls == tls) {
 				reused[j] = true;
 				nvm[i] = vm_listeners[j];
 				nport[i] = vm_ports[j];
@@ -165,22 +209,24 @@ listeners_apply(struct config *ncfg, bool initial)
 		}
 		if (nvm[i] != NULL)
 			continue;
-		nvm[i] = listener_open(ncfg->vm_listen[i], "vm", vm_accept_cb,
-		    NULL, &nport[i]);
+		nvm[i] = listener_open(spec, tls ? "vm (TLS)" : "vm",
+		    vm_accept_cb, tls ? TLS_LISTENER : NULL, &nport[i]);
 		if (nvm[i] == NULL)
 			goto fail;
 		fresh[i] = true;
 	}
 	if (initial || !str_eq(cfg.client_listen, ncfg->client_listen)) {
-		nfd = NULL;
-		fd_port = 0;
-		if (ncfg->client_listen != NULL) {
-			nfd = listener_open(ncfg->client_listen, "front door",
-			    client_accept_frontdoor_cb, NULL, &fd_port);
-			if (nfd == NULL)
-				goto fail;
-			fd_fresh = true;
-		}
+		if (frontdoor_open(ncfg->client_listen, false, &nfd,
+		    &fd_port) == -1)
+			goto fail;
+		fd_fresh = nfd != NULL;
+	}
+	if (initial ||
+	    !str_eq(cfg.client_listen_tls, ncfg->client_listen_tls)) {
+		if (frontdoor_open(ncfg->client_listen_tls, true, &ntfd,
+		    &tfd_port) == -1)
+			goto fail;
+		tfd_fresh = ntfd != NULL;
 	}
 	if (initial || !str_eq(cfg.client_listen_ro, ncfg->client_listen_ro)) {
 		nro = NULL;
@@ -195,15 +241,16 @@ listeners_apply(struct config *ncfg, bool initial)
 		}
 	}
 	/* Commit: close what is no longer wanted. */
-	for (j = 0; !initial && j < cfg.n_vm_listen; j++) {
+	for (j = 0; j < on; j++) {
 		if (!reused[j] && vm_listeners[j] != NULL) {
-			log_info("vm listener on %s closed", cfg.vm_listen[j]);
+			log_info("vm listener on %s closed",
+			    vm_listen_spec(&cfg, j, &otls));
 			evconnlistener_free(vm_listeners[j]);
 		}
 	}
-	for (i = 0; i < VSPCD_MAX_VM_LISTEN; i++) {
-		vm_listeners[i] = i < ncfg->n_vm_listen ? nvm[i] : NULL;
-		vm_ports[i] = i < ncfg->n_vm_listen ? nport[i] : 0;
+	for (i = 0; i < VM_LISTENERS; i++) {
+		vm_listeners[i] = i < n ? nvm[i] : NULL;
+		vm_ports[i] = i < n ? nport[i] : 0;
 	}
 	if (nfd != frontdoor && frontdoor != NULL)
 		evconnlistener_free(frontdoor);
@@ -213,9 +260,13 @@ listeners_apply(struct config *ncfg, bool initial)
 		evconnlistener_free(ro_door);
 	ro_door = nro;
 	ro_door_port = ro_port;
+	if (ntfd != frontdoor_tls && frontdoor_tls != NULL)
+		evconnlistener_free(frontdoor_tls);
+	frontdoor_tls = ntfd;
+	frontdoor_tls_port = tfd_port;
 	return (0);
 fail:
-	for (i = 0; i < ncfg->n_vm_listen; i++) {
+	for (i = 0; i < n; i++) {
 		if (fresh[i] && nvm[i] != NULL)
 			evconnlistener_free(nvm[i]);
 	}
@@ -223,6 +274,8 @@ fail:
 		evconnlistener_free(nfd);
 	if (ro_fresh && nro != NULL)
 		evconnlistener_free(nro);
+	if (tfd_fresh && ntfd != NULL)
+		evconnlistener_free(ntfd);
 	return (-1);
 }
 
@@ -290,12 +343,22 @@ reload(void)
 		ncfg.port_lo = cfg.port_lo;
 		ncfg.port_hi = cfg.port_hi;
 	}
-	/* The admin listener first: all or nothing with the others. */
-	admin_changed = !str_eq(ncfg.admin_listen, cfg.admin_listen);
+	/* The certificate first, then the admin listener: all or nothing. */
+	if (tls_prepare(&ncfg, NULL) != 0) {
+		log_warnx("reload: TLS set-up failed; keeping the old "
+		    "configuration");
+		audit_event("config-reload", NULL, NULL, "refused: TLS");
+		config_free(&ncfg);
+		return;
+	}
+	admin_changed = !str_eq(ncfg.admin_listen, cfg.admin_listen) ||
+	    ncfg.admin_tls != cfg.admin_tls;
 	if (admin_changed && ncfg.admin_listen != NULL &&
-	    (nhttp = admin_open(ncfg.admin_listen, &nadmin_port)) == NULL) {
+	    (nhttp = admin_open(ncfg.admin_listen, ncfg.admin_tls,
+	    &nadmin_port)) == NULL) {
 		log_warnx("reload: cannot open the new listeners; keeping the "
 		    "old configuration");
+		tls_abort();
 		config_free(&ncfg);
 		return;
 	}
@@ -304,9 +367,11 @@ reload(void)
 		    "old configuration");
 		if (nhttp != NULL)
 			evhttp_free(nhttp);
+		tls_abort();
 		config_free(&ncfg);
 		return;
 	}
+	tls_commit();
 	if (admin_changed) {
 		admin_swap(nhttp);
 		admin_port = nadmin_port;
@@ -337,7 +402,10 @@ main(int argc, char **argv)
 	saved_argv = argv;
 	if (config_build(&cfg, argc, argv, stderr) != 0)
 		exit(1);
+	if (tls_prepare(&cfg, stderr) != 0)
+		exit(1);
 	if (cfg.check_only) {
+		tls_abort();
 		printf("configuration OK\n");
 		config_free(&cfg);
 		exit(0);
@@ -369,6 +437,7 @@ main(int argc, char **argv)
 	consolelog_init();
 	audit_init();
 	vm_policy_reload();
+	tls_commit();
 
 	if (listeners_apply(&cfg, true) == -1)
 		exit(1);
@@ -380,7 +449,7 @@ main(int argc, char **argv)
 		unix_door_path = xstrdup(cfg.unix_listen);
 	}
 	if (cfg.admin_listen != NULL &&
-	    admin_start(cfg.admin_listen, &admin_port) == -1)
+	    admin_start(cfg.admin_listen, cfg.admin_tls, &admin_port) == -1)
 		exit(1);
 	write_listeners();
 	log_info("vspcd %s ready", VSPC_VERSION);
@@ -389,7 +458,7 @@ main(int argc, char **argv)
 
 	/* Teardown, in order: listeners, clients, VMs, ports, logs, db. */
 	admin_stop();
-	for (int i = 0; i < VSPCD_MAX_VM_LISTEN; i++) {
+	for (int i = 0; i < VM_LISTENERS; i++) {
 		if (vm_listeners[i] != NULL)
 			evconnlistener_free(vm_listeners[i]);
 	}
@@ -397,6 +466,8 @@ main(int argc, char **argv)
 		evconnlistener_free(frontdoor);
 	if (ro_door != NULL)
 		evconnlistener_free(ro_door);
+	if (frontdoor_tls != NULL)
+		evconnlistener_free(frontdoor_tls);
 	if (unix_door != NULL) {
 		evconnlistener_free(unix_door);
 		(void)unlink(unix_door_path);
@@ -408,6 +479,7 @@ main(int argc, char **argv)
 	consolelog_shutdown();
 	audit_shutdown();
 	db_close();
+	tls_shutdown();
 	event_free(sigterm);
 	event_free(sigint);
 	event_free(sighup);

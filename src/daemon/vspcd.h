@@ -52,7 +52,8 @@
  * fit must be refused, never cut (a cut certificate subject could equal a
  * shorter one in a rule).
  */
-#define IDENT_NAME_MAX		64
+#define IDENT_NAME_MAX		64	/* user and group names */
+#define IDENT_SUBJECT_MAX	256	/* identity names: also cert subjects */
 #define IDENT_GROUPS_MAX	16
 #define VSPCD_MAX_TOKENS	256
 #define AUTHZ_MAX_RULES		1024
@@ -63,7 +64,7 @@ enum ident_kind { IDENT_ANONYMOUS, IDENT_UNIX, IDENT_TOKEN, IDENT_CERT };
 
 struct identity {
 	enum ident_kind	 kind;
-	char		 name[IDENT_NAME_MAX];	/* user, token, cert subject */
+	char		 name[IDENT_SUBJECT_MAX]; /* user, token, cert subject */
 	uint32_t	 uid;			/* IDENT_UNIX */
 	char		 groups[IDENT_GROUPS_MAX][IDENT_NAME_MAX]; /* UNIX */
 	int		 ngroups;
@@ -76,6 +77,14 @@ struct identity {
 #define RIGHT_FORCE	0x4
 #define RIGHT_ADMIN	0x8
 #define RIGHT_ALL	(RIGHT_READ | RIGHT_WRITE | RIGHT_FORCE | RIGHT_ADMIN)
+
+enum tls_client_certs {
+	TLS_CLIENT_OFF = 0,	/* never ask */
+	TLS_CLIENT_OPTIONAL,	/* ask; a verified one names the client */
+	TLS_CLIENT_REQUIRE,	/* no verified certificate, no connection */
+};
+
+enum tls_min_version { TLS_MIN_12 = 0, TLS_MIN_13 };
 
 enum sharing_mode {
 	SHARING_SHARED = 0,	/* everyone with write may type */
@@ -174,6 +183,18 @@ struct config {
 	int		 max_clients_per_source;
 	int		 frontdoor_timeout;	/* s to name a console */
 	int		 takeover_wait;		/* s a claimant waits */
+
+	/* TLS (tls.c). */
+	char		*vm_listen_tls[VSPCD_MAX_VM_LISTEN];
+	int		 n_vm_listen_tls;
+	char		*client_listen_tls;	/* TLS front door; NULL: off */
+	int		 port_tls;		/* per-port listeners speak TLS */
+	int		 admin_tls;		/* the admin API is HTTPS */
+	char		*tls_cert;		/* PEM chain */
+	char		*tls_key;		/* PEM */
+	char		*tls_client_ca;		/* PEM CAs for client certs */
+	enum tls_client_certs tls_client_certs;
+	enum tls_min_version tls_min_version;
 
 	/* Authorization, sharing and audit (authz.c, audit.c). */
 	struct access_rule *access;		/* owned array of n_access */
@@ -324,6 +345,8 @@ struct client {
 	uint64_t		 bytes_in;	/* typed and sent on */
 	uint64_t		 bytes_out;	/* console bytes queued to it */
 	int64_t			 deny_notice_ms; /* last dropped input */
+	bool			 tls_wait;	/* TLS handshake under way */
+	char			*start_port;	/* port id to attach after it */
 };
 
 /* vspcd.c */
@@ -334,7 +357,8 @@ extern TAILQ_HEAD(clients, client) all_clients;
 extern u_int			 n_vm_sessions;
 extern u_int			 n_clients;
 
-/* listener.c */
+/* listener.c; TLS_LISTENER is the callback argument of a TLS listener. */
+#define TLS_LISTENER	((void *)1)
 struct evconnlistener *listener_open(const char *spec, const char *what,
     evconnlistener_cb cb, void *arg, int *bound_port);
 struct evconnlistener *listener_open_addr(const char *host, int port,
@@ -535,10 +559,28 @@ int	db_expire(time_t cutoff);
 
 /* admin.c */
 struct evhttp;
-int	admin_start(const char *spec, int *bound_port);
-struct evhttp *admin_open(const char *spec, int *bound_port);
+int	admin_start(const char *spec, bool tls, int *bound_port);
+struct evhttp *admin_open(const char *spec, bool tls, int *bound_port);
 void	admin_swap(struct evhttp *);
 void	admin_stop(void);
+
+/*
+ * tls.c: one server context for every TLS listener. tls_prepare builds it
+ * from a config (errors to errout, or the log if NULL; returns their
+ * number) without touching the live one; tls_commit makes it live (new
+ * connections only), tls_abort drops it. tls_peer_identity turns a
+ * verified client certificate into an IDENT_CERT identity.
+ */
+bool	tls_wanted(const struct config *);
+int	tls_prepare(const struct config *, FILE *errout);
+void	tls_commit(void);
+void	tls_abort(void);
+void	tls_shutdown(void);
+struct bufferevent *tls_bev_accept(evutil_socket_t, bool vm);
+struct bufferevent *tls_http_bevcb(struct event_base *, void *);
+bool	tls_bev_is_tls(struct bufferevent *);
+const char *tls_bev_error(struct bufferevent *);
+int	tls_peer_identity(struct bufferevent *, struct identity *);
 
 /* util.c */
 void	evbuffer_add_escaped(struct evbuffer *, const uint8_t *, size_t);

@@ -18,6 +18,7 @@ Run this file to self-test it against a tiny in-process telnet server.
 
 import select
 import socket
+import ssl
 import time
 
 IAC, DONT, DO, WONT, WILL, SB, SE = 255, 254, 253, 252, 251, 250, 240
@@ -31,8 +32,9 @@ class Telnet:
     """A telnet client connection with a buffered, decoded input side."""
 
     def __init__(self, host=None, port=None, timeout=10.0, binary=True,
-                 raw=False):
+                 raw=False, tls=None):
         self.sock = None
+        self.tls = tls            # an ssl.SSLContext: speak TLS
         self.raw = raw
         self.binary = binary
         self.accept_him = {ECHO, SGA, BINARY}
@@ -54,6 +56,9 @@ class Telnet:
     def connect(self, host, port, timeout=10.0):
         self.sock = socket.create_connection((host, port), timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            self.sock = self.tls.wrap_socket(self.sock,
+                                             server_hostname=host)
         self.sock.setblocking(False)
 
     def __enter__(self):
@@ -91,7 +96,10 @@ class Telnet:
     def _reply(self, cmd, opt):
         b = bytes([IAC, cmd, opt])
         self.sent += b
-        self.send_raw(b)
+        try:
+            self.send_raw(b)
+        except ssl.SSLError:
+            pass              # TLS peer gone: the read side sees the EOF
 
     # -- decoder ---------------------------------------------------------
 
@@ -174,13 +182,18 @@ class Telnet:
         """Wait up to timeout for input; False on timeout or EOF."""
         if self.eof:
             return False
-        r, _, _ = select.select([self.sock], [], [], max(timeout, 0))
+        pending = self.tls is not None and self.sock.pending() > 0
+        r = pending or select.select([self.sock], [], [], max(timeout, 0))[0]
         if not r:
             return False
         try:
             data = self.sock.recv(65536)
         except (BlockingIOError, InterruptedError):
             return True
+        except ssl.SSLWantReadError:
+            return True
+        except ssl.SSLError:
+            data = b''        # an alert or a broken record: the end
         except ConnectionResetError:
             data = b''
         if not data:

@@ -541,8 +541,9 @@ class RawVM(telnetc.Telnet):
     and send() sends bytes verbatim.
     """
 
-    def __init__(self, daemon, timeout=10.0, port=None):
-        super().__init__(HOST, port or daemon.vm_port, timeout, raw=True)
+    def __init__(self, daemon, timeout=10.0, port=None, tls=None):
+        super().__init__(HOST, port or daemon.vm_port, timeout, raw=True,
+                         tls=tls)
         self.daemon = daemon
 
     def send_hex(self, text):

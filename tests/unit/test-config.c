@@ -356,7 +356,7 @@ test_list_forms(void)
 	err_free(&e);
 	ASSERT_INT_EQ(c.n_vm_listen, 0);
 	ASSERT_INT_EQ(config_validate(&c, err_open(&e)), 1);
-	ASSERT_TRUE(err_has(&e, "vspcd: at least one vm-listen is needed"));
+	ASSERT_TRUE(err_has(&e, "vspcd: at least one vm-listen or vm-listen-tls is needed"));
 	err_free(&e);
 	config_free(&c);
 
