@@ -11,9 +11,18 @@
  * follows the console read-only: a front-door attach with replay that
  * never reads stdin and never sends console input.
  *
- * Escape (recognised anywhere in the input): Ctrl-] . detaches, Ctrl-]
- * Ctrl-] sends one Ctrl-], Ctrl-] ? prints help; Ctrl-] followed by
- * anything else sends both bytes.
+ * Escape menu (recognised anywhere in the input; the escape character is
+ * Ctrl-] unless -e says otherwise, -e none turns it off): ESC . detaches,
+ * ESC r goes read-only, ESC w read-write, ESC f forces (takes the line of a
+ * single-writer console), ESC u shows who is attached, ESC p replays the
+ * recent output, ESC ? or ESC h prints help, ESC ESC sends one ESC; ESC
+ * followed by anything else sends both bytes. r, w, f, u and p travel as
+ * subnegotiations of the private telnet option TELOPT_VSPC, which vspc
+ * offers (WILL) once attached; vspcd answers in-band ("[vspcd: ...]").
+ *
+ * "who" and "kick" use the Unix-socket front door when there is one (the
+ * daemon knows us by uid there: "/who [NAME]", "/kick ID"), else the admin
+ * API with the bearer token in $VSPC_TOKEN.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -97,7 +106,8 @@ struct attach {
 	struct buf out;		/* to the server, already telnet-encoded */
 	char line[VSPC_LINE_MAX];
 	size_t line_len;
-	bool escape;		/* Ctrl-] seen, waiting for the next byte */
+	bool escape;		/* escape seen, waiting for the next byte */
+	int esc_char;		/* the escape character; -1: none */
 	bool stdout_error;
 	bool is_tty;		/* stdin is a terminal: raw mode in relay */
 };
@@ -118,11 +128,18 @@ usage(FILE *f)
 	    "usage: vspc [--state-dir DIR] [--admin HOST:PORT] "
 	    "[--client HOST:PORT] COMMAND ...\n"
 	    "       vspc list [--json]     list the consoles\n"
-	    "       vspc attach [--no-replay] NAME\n"
+	    "       vspc attach [--no-replay] [--ro] [-e CHAR|none] NAME\n"
 	    "                              attach to a console (name, uuid "
 	    "or id); recent\n"
 	    "                              output is replayed first unless "
-	    "--no-replay\n"
+	    "--no-replay;\n"
+	    "                              --ro: read-only (nothing typed is "
+	    "sent)\n"
+	    "       vspc who [--json] [NAME]\n"
+	    "                              who is attached (to NAME): id, "
+	    "identity, mode\n"
+	    "       vspc kick ID           close client ID (needs the admin "
+	    "right)\n"
 	    "       vspc log [--tail-bytes N] [-f] NAME\n"
 	    "                              print the last N bytes of the "
 	    "console log\n"
@@ -137,8 +154,17 @@ usage(FILE *f)
 	    "(state dir: --state-dir, $VSPC_STATE_DIR, default "
 	    VSPC_DEFAULT_STATE_DIR "),\n"
 	    "else 127.0.0.1:%d (admin) and 127.0.0.1:%d (client).\n"
-	    "While attached: Ctrl-] . detaches, Ctrl-] ? shows the "
-	    "escapes.\n", VSPC_LOG_TAIL_DEFAULT, VSPC_DEFAULT_ADMIN,
+	    "who and kick use the Unix socket when vspcd has one (you are "
+	    "known by uid),\n"
+	    "else the admin API with the bearer token in $VSPC_TOKEN.\n"
+	    "\n"
+	    "While attached, the escape character (Ctrl-], -e to change) then:"
+	    "\n"
+	    "  .  detach                 r  read-only      w  read-write\n"
+	    "  f  force: take the line of a single-writer console\n"
+	    "  u  who is attached        p  replay recent output\n"
+	    "  ?  help (also h)          the escape character again sends it"
+	    "\n", VSPC_LOG_TAIL_DEFAULT, VSPC_DEFAULT_ADMIN,
 	    VSPC_DEFAULT_CLIENT);
 	exit(f == stdout ? 0 : 1);
 }
@@ -526,8 +552,8 @@ http_unchunk(char *body, size_t len)
  * 200 is fatal; else the status code is stored there. Dies on error.
  */
 static char *
-http_request(const struct endpoint *ep, const char *path, const char *accept,
-    int *status, size_t *bodylen)
+http_request_m(const struct endpoint *ep, const char *method,
+    const char *path, const char *accept, int *status, size_t *bodylen)
 {
 	struct buf rb = { 0 };
 	struct pollfd pfd;
@@ -549,12 +575,13 @@ http_request(const struct endpoint *ep, const char *path, const char *accept,
 		die("VSPC_TOKEN is too long");
 	fd = connect_or_die(ep);
 	if ((size_t)snprintf(req, sizeof req,
-	    "GET %s HTTP/1.1\r\n"
+	    "%s %s HTTP/1.1\r\n"
 	    "Host: %s\r\n"
 	    "User-Agent: vspc/%s\r\n"
 	    "Accept: %s\r\n"
 	    "%s"
-	    "Connection: close\r\n\r\n", path, endpoint_str(ep), VSPC_VERSION,
+	    "Connection: close\r\n\r\n", method, path, endpoint_str(ep),
+	    VSPC_VERSION,
 	    accept, auth) >= sizeof req)
 		die("request too long");
 	if (!write_all(fd, req, strlen(req)))
@@ -627,6 +654,14 @@ http_request(const struct endpoint *ep, const char *path, const char *accept,
 	rb.data[blen] = '\0';
 	*bodylen = blen;
 	return ((char *)rb.data);
+}
+
+/* GET path; see http_request_m. */
+static char *
+http_request(const struct endpoint *ep, const char *path, const char *accept,
+    int *status, size_t *bodylen)
+{
+	return (http_request_m(ep, "GET", path, accept, status, bodylen));
 }
 
 /* GET path, which must answer 200 with JSON; the body (caller frees). */
@@ -902,6 +937,35 @@ attach_follow_error(struct attach *a, const char *msg)
 		fprintf(stderr, "vspc: %s\n", msg);
 }
 
+/* The escape character as people type it: "^]", "~". */
+static const char *
+esc_name(int ch)
+{
+	static char s[8];
+
+	if (ch == 0x7f)
+		return ("^?");
+	if (ch >= 0 && ch < 0x20)
+		snprintf(s, sizeof s, "^%c", ch + '@');
+	else
+		snprintf(s, sizeof s, "%c", ch);
+	return (s);
+}
+
+/* Tell a terminal user how to get out, once raw mode is on. */
+static void
+attach_banner(struct attach *a)
+{
+	char msg[128];
+	const char *e = esc_name(a->esc_char);
+
+	if (!tio_saved || a->esc_char < 0)
+		return;
+	snprintf(msg, sizeof msg, "(escape: %s . to detach, %s ? for help)",
+	    e, e);
+	attach_msg(msg);
+}
+
 /* Handle one complete server line during the reply phase. */
 static void
 attach_reply_line(struct attach *a, const char *line)
@@ -923,11 +987,11 @@ attach_reply_line(struct attach *a, const char *line)
 		 * Raw mode before any console byte reaches the terminal (the
 		 * replay may follow in the same read): no CR added to LF.
 		 */
+		if (!a->follow)
+			telnet_request(&a->tn, TELOPT_VSPC, true, true);
 		if (a->is_tty && !tio_saved) {
 			tty_raw();
-			if (tio_saved)
-				attach_msg("(escape: ^] . to detach, "
-				    "^] ? for help)");
+			attach_banner(a);
 		}
 	} else if (strncmp(line, "vspcd: ", 7) == 0) {
 		if (a->follow)
@@ -1001,30 +1065,83 @@ attach_telnet_cb(void *arg, const struct telnet_event *ev)
 	}
 }
 
-/* Handle keyboard bytes, with the Ctrl-] escape; true to detach. */
+/* Send one in-session control command (IAC SB TELOPT_VSPC word IAC SE). */
+static void
+attach_control(struct attach *a, const char *word)
+{
+	uint8_t sb[64];
+	size_t n;
+
+	if (!telnet_enabled(&a->tn, TELOPT_VSPC, true)) {
+		attach_msg("vspc: this vspcd offers no in-session control");
+		return;
+	}
+	n = telnet_sb_encode(sb, sizeof sb, TELOPT_VSPC,
+	    (const uint8_t *)word, strlen(word));
+	if (n > 0)
+		buf_add(&a->out, sb, n);
+}
+
+/* Print the escape menu. */
+static void
+attach_help(struct attach *a)
+{
+	char e[8], msg[512];
+
+	strlcpy(e, esc_name(a->esc_char), sizeof e);
+	snprintf(msg, sizeof msg, "vspc escapes: %s . detach, %s r read-only, "
+	    "%s w read-write, %s f force (take the line), %s u who is "
+	    "attached, %s p replay, %s %s send %s, %s ? this help", e, e, e,
+	    e, e, e, e, e, e, e);
+	attach_msg(msg);
+}
+
+/* The escape menu: one key after the escape character. */
+static const struct attach_escape {
+	uint8_t		 key;
+	const char	*control;	/* in-session command, or NULL */
+	bool		 detach;
+	bool		 help;
+} attach_escapes[] = {
+	{ .key = '.', .detach = true },
+	{ .key = 'r', .control = "ro" },
+	{ .key = 'w', .control = "rw" },
+	{ .key = 'f', .control = "force" },
+	{ .key = 'u', .control = "who" },
+	{ .key = 'p', .control = "replay" },
+	{ .key = '?', .help = true },
+	{ .key = 'h', .help = true },
+};
+
+/* Handle keyboard bytes, with the escape menu; true to detach. */
 static bool
 attach_input(struct attach *a, const uint8_t *data, size_t len)
 {
-	static const uint8_t esc = VSPC_ESCAPE;
-	size_t i, start = 0;
+	const struct attach_escape *e;
+	uint8_t esc = (uint8_t)a->esc_char;
+	size_t i, j, start = 0;
 
 	for (i = 0; i < len; i++) {
 		if (a->escape) {
 			a->escape = false;
 			start = i + 1;
-			if (data[i] == '.')
+			for (j = 0, e = NULL; j < nitems(attach_escapes); j++)
+				if (attach_escapes[j].key == data[i])
+					e = &attach_escapes[j];
+			if (e != NULL && e->detach)
 				return (true);
-			if (data[i] == '?') {
-				attach_msg("vspc escapes: ^] . detach, "
-				    "^] ^] send ^], ^] ? this help");
-				continue;
+			if (e != NULL && e->help)
+				attach_help(a);
+			else if (e != NULL)
+				attach_control(a, e->control);
+			else {
+				if (data[i] != esc)
+					attach_send(a, &esc, 1);
+				attach_send(a, &data[i], 1);
 			}
-			if (data[i] != VSPC_ESCAPE)
-				attach_send(a, &esc, 1);
-			attach_send(a, &data[i], 1);
 			continue;
 		}
-		if (data[i] == VSPC_ESCAPE) {
+		if (a->esc_char >= 0 && data[i] == esc) {
 			attach_send(a, data + start, i - start);
 			a->escape = true;
 			start = i + 1;
@@ -1062,7 +1179,7 @@ attach_flush(struct attach *a)
  */
 static int
 attach_run(const struct endpoint *client, const char *name, bool replay,
-    bool follow)
+    bool ro, int esc_char, bool follow)
 {
 	static struct attach a;
 	struct pollfd pfd[2];
@@ -1080,8 +1197,10 @@ attach_run(const struct endpoint *client, const char *name, bool replay,
 	memset(&a, 0, sizeof a);
 	a.name = name;
 	a.follow = follow;
-	if ((size_t)snprintf(a.sendline, sizeof a.sendline, "%s%s",
-	    replay ? "/replay " : "/noreplay ", name) >= sizeof a.sendline)
+	a.esc_char = esc_char;
+	if ((size_t)snprintf(a.sendline, sizeof a.sendline, "%s%s%s",
+	    ro ? "/ro " : "", replay ? "/replay " : "/noreplay ", name) >=
+	    sizeof a.sendline)
 		die("console name too long");
 	a.phase = ATTACH_PROMPT;
 	a.fd = connect_or_die(client);
@@ -1090,6 +1209,7 @@ attach_run(const struct endpoint *client, const char *name, bool replay,
 	telnet_set_accept(&a.tn, TELOPT_ECHO, false, true);
 	telnet_set_accept(&a.tn, TELOPT_SGA, true, true);
 	telnet_set_accept(&a.tn, TELOPT_BINARY, true, true);
+	telnet_set_accept(&a.tn, TELOPT_VSPC, true, false);
 
 	is_tty = !follow && isatty(STDIN_FILENO);
 	a.is_tty = is_tty;
@@ -1110,9 +1230,7 @@ attach_run(const struct endpoint *client, const char *name, bool replay,
 		}
 		if (a.phase == ATTACH_RELAY && is_tty && !tio_saved) {
 			tty_raw();
-			if (tio_saved)
-				attach_msg("(escape: ^] . to detach, "
-				    "^] ? for help)");
+			attach_banner(&a);
 		}
 
 		pfd[0].fd = a.fd;
@@ -1162,8 +1280,10 @@ attach_run(const struct endpoint *client, const char *name, bool replay,
 				/* EOF: keep relaying output. */
 				stdin_open = false;
 				if (a.escape) {
+					uint8_t e = (uint8_t)a.esc_char;
+
 					a.escape = false;
-					buf_add(&a.out, "\x1d", 1);
+					attach_send(&a, &e, 1);
 				}
 				if (is_tty)
 					break;
@@ -1188,27 +1308,56 @@ attach_run(const struct endpoint *client, const char *name, bool replay,
 	return (status);
 }
 
-/* vspc attach [--no-replay] NAME: attach the terminal to a console. */
+/*
+ * Parse -e: "none", one character, or caret notation ("^]", "^A", "^?").
+ * Returns the byte, -1 for none, or dies.
+ */
+static int
+parse_escape(const char *s)
+{
+	if (strcmp(s, "none") == 0)
+		return (-1);
+	if (s[0] != '\0' && s[1] == '\0')
+		return ((unsigned char)s[0]);
+	if (s[0] == '^' && s[1] == '?' && s[2] == '\0')
+		return (0x7f);
+	if (s[0] == '^' && s[1] >= '@' && s[1] <= '_' && s[2] == '\0')
+		return (s[1] - '@');
+	if (s[0] == '^' && s[1] >= 'a' && s[1] <= 'z' && s[2] == '\0')
+		return (s[1] - 'a' + 1);
+	die("bad escape character '%s' (one character, ^X or none)", s);
+}
+
+/* vspc attach [--no-replay] [--ro] [-e CHAR] NAME: attach the terminal. */
 static int
 cmd_attach(int argc, char **argv, const struct endpoint *client)
 {
 	static const struct option longopts[] = {
 		{ "no-replay", no_argument, NULL, 'n' },
 		{ "replay", no_argument, NULL, 'r' },
+		{ "ro", no_argument, NULL, 'o' },
+		{ "read-only", no_argument, NULL, 'o' },
+		{ "escape", required_argument, NULL, 'e' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	bool replay = true;
-	int ch;
+	bool replay = true, ro = false;
+	int ch, esc = VSPC_ESCAPE;
 
 	optind = 0;
-	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "e:h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'n':
 			replay = false;
 			break;
 		case 'r':
 			replay = true;
+			break;
+		case 'o':
+			ro = true;
+			break;
+		case 'e':
+			esc = parse_escape(optarg);
 			break;
 		case 'h':
 			usage(stdout);
@@ -1218,7 +1367,7 @@ cmd_attach(int argc, char **argv, const struct endpoint *client)
 	}
 	if (optind + 1 != argc)
 		usage(stderr);
-	return (attach_run(client, argv[optind], replay, false));
+	return (attach_run(client, argv[optind], replay, ro, esc, false));
 }
 
 /* Print the ids of a 409 answer ({"matches":[...]}) after the message. */
@@ -1289,7 +1438,7 @@ cmd_log(int argc, char **argv, const char *state_dir, const char *admin_opt,
 	if (follow) {
 		endpoints_resolve(state_dir, admin_opt, client_opt, false,
 		    &admin, &client);
-		return (attach_run(&client, name, true, true));
+		return (attach_run(&client, name, true, true, -1, true));
 	}
 	endpoints_resolve(state_dir, admin_opt, client_opt, true, &admin,
 	    &client);
@@ -1308,6 +1457,337 @@ cmd_log(int argc, char **argv, const char *state_dir, const char *admin_opt,
 		die("write to stdout: %s", strerror(errno));
 	free(body);
 	return (0);
+}
+
+/* Collects what a one-shot front-door command gets back. */
+struct fdcmd {
+	struct telnet	 tn;
+	struct buf	 in;	/* decoded data */
+	struct buf	 out;	/* to send */
+};
+
+/* Telnet events of a front-door command. */
+static void
+fdcmd_telnet_cb(void *arg, const struct telnet_event *ev)
+{
+	struct fdcmd *f = arg;
+
+	if (ev->type == TELNET_EV_SEND)
+		buf_add(&f->out, ev->data, ev->len);
+	else if (ev->type == TELNET_EV_DATA)
+		buf_add(&f->in, ev->data, ev->len);
+}
+
+/*
+ * Send one command line (/who, /kick) to the front door at ep and return
+ * the last non-empty line of the answer (caller frees). The daemon answers
+ * and closes. Dies on error or after VSPC_IO_TIMEOUT_MS.
+ */
+static char *
+frontdoor_command(const struct endpoint *ep, const char *line)
+{
+	static const char prompt[] = VSPC_PROMPT;
+	struct fdcmd f;
+	struct pollfd pfd;
+	uint8_t rbuf[16384];
+	int64_t deadline;
+	char *text, *p, *last;
+	bool sent = false;
+	ssize_t n;
+	int rc;
+
+	memset(&f, 0, sizeof f);
+	telnet_init(&f.tn, fdcmd_telnet_cb, &f);
+	telnet_set_accept(&f.tn, TELOPT_SGA, true, true);
+	telnet_set_accept(&f.tn, TELOPT_BINARY, true, true);
+	pfd.fd = connect_or_die(ep);
+	deadline = now_ms() + VSPC_IO_TIMEOUT_MS;
+	for (;;) {
+		if (buf_used(&f.out) > 0) {
+			if (!write_all(pfd.fd, f.out.data + f.out.off,
+			    buf_used(&f.out)))
+				die("write to vspcd: %s", strerror(errno));
+			f.out.off = f.out.len = 0;
+		}
+		if (!sent && buf_used(&f.in) >= sizeof prompt - 1 &&
+		    memmem(f.in.data + f.in.off, buf_used(&f.in), prompt,
+		    sizeof prompt - 1) != NULL) {
+			f.in.off = f.in.len = 0;
+			if (!write_all(pfd.fd, line, strlen(line)) ||
+			    !write_all(pfd.fd, "\r\n", 2))
+				die("write to vspcd: %s", strerror(errno));
+			sent = true;
+		}
+		pfd.events = POLLIN;
+		rc = poll(&pfd, 1, ms_left(deadline));
+		if (rc == -1 && errno == EINTR && !got_signal)
+			continue;
+		if (rc <= 0)
+			die("%s: no answer from vspcd", endpoint_str(ep));
+		n = read(pfd.fd, rbuf, sizeof rbuf);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			die("%s: read: %s", endpoint_str(ep), strerror(errno));
+		if (n == 0)
+			break;
+		if (buf_used(&f.in) + (size_t)n > VSPC_HTTP_MAX)
+			die("%s: answer too long", endpoint_str(ep));
+		telnet_input(&f.tn, rbuf, (size_t)n);
+	}
+	close(pfd.fd);
+	telnet_free(&f.tn);
+	free(f.out.data);
+	if (!sent)
+		die("%s: no front-door prompt", endpoint_str(ep));
+	buf_add(&f.in, "", 1);
+	text = (char *)f.in.data + f.in.off;
+	last = NULL;
+	for (p = strtok(text, "\r\n"); p != NULL; p = strtok(NULL, "\r\n"))
+		last = p;
+	last = xstrdup(last != NULL ? last : "");
+	free(f.in.data);
+	return (last);
+}
+
+/* The Unix socket of the daemon (--client PATH or listeners.json), if any. */
+static bool
+unix_endpoint(const char *state_dir, const char *client_opt,
+    struct endpoint *ep)
+{
+	struct endpoint admin;
+
+	memset(ep, 0, sizeof *ep);
+	if (client_opt != NULL && client_opt[0] != '/')
+		return (false);
+	if (client_opt == NULL) {
+		char path[4096];
+		json_t *root, *v;
+
+		if (state_dir == NULL)
+			state_dir = getenv("VSPC_STATE_DIR");
+		if (state_dir == NULL || *state_dir == '\0')
+			state_dir = VSPC_DEFAULT_STATE_DIR;
+		snprintf(path, sizeof path, "%s/listeners.json", state_dir);
+		if ((root = json_load_file(path, 0, NULL)) == NULL)
+			return (false);
+		v = json_object_get(root, "unix");
+		if (!json_is_string(v)) {
+			json_decref(root);
+			return (false);
+		}
+		json_decref(root);
+	}
+	endpoints_resolve(state_dir, NULL, client_opt, false, &admin, ep);
+	return (ep->unix_path[0] != '\0');
+}
+
+/* Seconds since then, as "5s", "3m", "2h", "4d". */
+static void
+who_since(char *dst, size_t cap, json_int_t then)
+{
+	long long d = (long long)time(NULL) - (long long)then;
+
+	if (d < 0)
+		d = 0;
+	if (d < 120)
+		snprintf(dst, cap, "%llds", d);
+	else if (d < 7200)
+		snprintf(dst, cap, "%lldm", d / 60);
+	else if (d < 172800)
+		snprintf(dst, cap, "%lldh", d / 3600);
+	else
+		snprintf(dst, cap, "%lldd", d / 86400);
+}
+
+/* Print the {"clients":[...]} answer as a table. */
+static int
+who_print(const char *body, size_t blen)
+{
+	static const char *heads[] = { "ID", "CONSOLE", "WHO", "SOURCE",
+	    "MODE", "SINCE", "IN", "OUT" };
+	enum { NCOLS = 8 };
+	char (*rows)[NCOLS][256];
+	json_t *root, *cl, *c, *v;
+	json_error_t jerr;
+	size_t nrows, i, k, w, width[NCOLS];
+
+	root = json_loadb(body, blen, 0, &jerr);
+	if (root == NULL || !json_is_array(cl = json_object_get(root,
+	    "clients")))
+		die("bad answer from vspcd: %s", root == NULL ? jerr.text :
+		    "no \"clients\" array");
+	nrows = json_array_size(cl) + 1;
+	rows = xcalloc(nrows, sizeof *rows);
+	for (k = 0; k < NCOLS; k++)
+		strlcpy(rows[0][k], heads[k], sizeof rows[0][k]);
+	json_array_foreach(cl, i, c) {
+		char (*r)[256] = rows[i + 1], who[256];
+		const char *kind;
+
+		list_int_cell(r[0], sizeof r[0], c, "id");
+		list_str_cell(r[1], sizeof r[1], c, "console");
+		kind = json_string_value(json_object_get(c, "kind"));
+		v = json_object_get(c, "name");
+		if (json_is_string(v) && kind != NULL &&
+		    strcmp(kind, "unix") != 0)
+			snprintf(who, sizeof who, "%s:%s", kind,
+			    json_string_value(v));
+		else if (json_is_string(v))
+			strlcpy(who, json_string_value(v), sizeof who);
+		else
+			strlcpy(who, kind != NULL ? kind : "-", sizeof who);
+		sanitize(r[2], sizeof r[2], who);
+		list_str_cell(r[3], sizeof r[3], c, "source");
+		list_str_cell(r[4], sizeof r[4], c, "mode");
+		v = json_object_get(c, "attached_at");
+		if (json_is_integer(v))
+			who_since(r[5], sizeof r[5], json_integer_value(v));
+		else
+			strlcpy(r[5], "-", sizeof r[5]);
+		list_int_cell(r[6], sizeof r[6], c, "bytes_in");
+		list_int_cell(r[7], sizeof r[7], c, "bytes_out");
+	}
+	json_decref(root);
+	for (k = 0; k < NCOLS; k++) {
+		width[k] = 0;
+		for (i = 0; i < nrows; i++)
+			if ((w = strlen(rows[i][k])) > width[k])
+				width[k] = w;
+	}
+	for (i = 0; i < nrows; i++) {
+		for (k = 0; k < NCOLS; k++) {
+			if (k + 1 == NCOLS)
+				printf("%*s\n", (int)width[k], rows[i][k]);
+			else
+				printf(k == 0 || k >= 6 ? "%*s  " : "%-*s  ",
+				    (int)width[k], rows[i][k]);
+		}
+	}
+	free(rows);
+	return (fflush(stdout) == 0 ? 0 : 1);
+}
+
+/* vspc who [--json] [CONSOLE]: who is attached where. */
+static int
+cmd_who(int argc, char **argv, const char *state_dir, const char *admin_opt,
+    const char *client_opt)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct endpoint admin, client;
+	char line[VSPC_LINE_MAX], enc[VSPC_LINE_MAX * 3];
+	char path[VSPC_LINE_MAX * 3 + 64], *body;
+	const char *name = NULL;
+	bool json_out = false;
+	size_t blen;
+	int ch, status, rc;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "+jh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'j':
+			json_out = true;
+			break;
+		case 'h':
+			usage(stdout);
+		default:
+			usage(stderr);
+		}
+	}
+	if (optind + 1 < argc)
+		usage(stderr);
+	if (optind < argc)
+		name = argv[optind];
+	if (name != NULL && (*name == '\0' || strpbrk(name, "\r\n") != NULL))
+		die("bad console name");
+	if (unix_endpoint(state_dir, client_opt, &client)) {
+		if ((size_t)snprintf(line, sizeof line, "/who%s%s",
+		    name != NULL ? " " : "", name != NULL ? name : "") >=
+		    sizeof line)
+			die("console name too long");
+		body = frontdoor_command(&client, line);
+		if (strncmp(body, "vspcd: ", 7) == 0)
+			die("%s", body + 7);
+		blen = strlen(body);
+	} else {
+		endpoints_resolve(state_dir, admin_opt, client_opt, true,
+		    &admin, &client);
+		if (name == NULL)
+			strlcpy(path, "/api/v1/clients", sizeof path);
+		else {
+			if (!url_encode(enc, sizeof enc, name))
+				die("console name too long");
+			snprintf(path, sizeof path, "/api/v1/ports/%s/clients",
+			    enc);
+		}
+		body = http_request(&admin, path, "application/json",
+		    &status, &blen);
+		if (status == 404)
+			die("no console named '%s'", name != NULL ? name : "");
+		if (status == 409)
+			log_ambiguous(name, body, blen);
+		if (status != 200)
+			die("%s%s: HTTP status %d", endpoint_str(&admin), path,
+			    status);
+	}
+	if (json_out) {
+		printf("%s\n", body);
+		free(body);
+		return (fflush(stdout) == 0 ? 0 : 1);
+	}
+	rc = who_print(body, blen);
+	free(body);
+	return (rc);
+}
+
+/* vspc kick ID: close a client (needs the admin right on its console). */
+static int
+cmd_kick(int argc, char **argv, const char *state_dir, const char *admin_opt,
+    const char *client_opt)
+{
+	struct endpoint admin, client;
+	char line[64], path[64], *body;
+	const char *errstr;
+	long long id;
+	json_t *root;
+	size_t blen;
+	int status;
+
+	if (argc != 2)
+		usage(stderr);
+	id = strtonum(argv[1], 1, UINT32_MAX, &errstr);
+	if (errstr != NULL)
+		die("bad client id '%s'", argv[1]);
+	if (unix_endpoint(state_dir, client_opt, &client)) {
+		snprintf(line, sizeof line, "/kick %lld", id);
+		body = frontdoor_command(&client, line);
+		if (strncmp(body, "kicked ", 7) != 0)
+			die("%s", strncmp(body, "vspcd: ", 7) == 0 ? body + 7 :
+			    body);
+		printf("%s\n", body);
+		free(body);
+		return (fflush(stdout) == 0 ? 0 : 1);
+	}
+	endpoints_resolve(state_dir, admin_opt, client_opt, true, &admin,
+	    &client);
+	snprintf(path, sizeof path, "/api/v1/clients/%lld", id);
+	body = http_request_m(&admin, "DELETE", path, "application/json",
+	    &status, &blen);
+	if (status == 200) {
+		printf("kicked client %lld\n", id);
+		free(body);
+		return (fflush(stdout) == 0 ? 0 : 1);
+	}
+	if (status == 404)
+		die("no client %lld", id);
+	root = json_loadb(body, blen, 0, NULL);
+	if (root != NULL && json_is_string(json_object_get(root, "error")))
+		die("%s", json_string_value(json_object_get(root, "error")));
+	die("%s%s: HTTP status %d", endpoint_str(&admin), path, status);
 }
 
 /* Parse the global options and run the command. */
@@ -1364,6 +1844,10 @@ main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "log") == 0)
 		return (cmd_log(argc, argv, state_dir, admin_opt, client_opt));
+	if (strcmp(cmd, "who") == 0)
+		return (cmd_who(argc, argv, state_dir, admin_opt, client_opt));
+	if (strcmp(cmd, "kick") == 0)
+		return (cmd_kick(argc, argv, state_dir, admin_opt, client_opt));
 	if (strcmp(cmd, "help") == 0)
 		usage(stdout);
 	fprintf(stderr, "vspc: unknown command '%s'\n", cmd);

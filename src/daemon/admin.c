@@ -4,11 +4,14 @@
  *
  *   GET /healthz        liveness and counts
  *   GET /api/v1/ports   one object per port
+ *   GET /api/v1/clients, GET /api/v1/ports/{id}/clients   who is attached
+ *   DELETE /api/v1/clients/{id}                          kick (admin right)
  */
 #include <sys/types.h>
 
 #include <netinet/in.h>
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,10 +198,92 @@ admin_ports_cb(struct evhttp_request *req, void *arg)
 	admin_reply(req, 200, "OK", json_pack("{s:o}", "ports", a));
 }
 
+/* Reply 405 and return false unless the request is a GET (or HEAD). */
+static bool
+admin_get_only(struct evhttp_request *req)
+{
+	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+
+	if (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD)
+		return (true);
+	admin_error(req, 405, "Method Not Allowed", "use GET");
+	return (false);
+}
+
+/* GET /api/v1/clients: who is attached to the consoles the caller reads. */
+static void
+admin_clients_cb(struct evhttp_request *req, void *arg)
+{
+	struct identity id;
+
+	if (!admin_get_only(req) || admin_identity(req, &id) == -1)
+		return;
+	admin_reply(req, 200, "OK", share_clients_json(&id, NULL));
+}
+
+/*
+ * /api/v1/clients/{id}: GET one client, DELETE kicks it (RIGHT_ADMIN on its
+ * console; audited). A client on a console the caller may not read does
+ * not exist for it.
+ */
+static void
+admin_client_cb(struct evhttp_request *req, const char *key)
+{
+	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+	struct identity id;
+	struct client *c;
+	const char *errstr;
+	json_t *all, *v;
+	char msg[256];
+	u_int cid;
+	size_t i;
+
+	if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_HEAD &&
+	    m != EVHTTP_REQ_DELETE) {
+		admin_error(req, 405, "Method Not Allowed",
+		    "use GET or DELETE");
+		return;
+	}
+	if (admin_identity(req, &id) == -1)
+		return;
+	cid = (u_int)strtonum(key, 1, UINT_MAX, &errstr);
+	if (errstr != NULL || (c = share_find(cid)) == NULL) {
+		admin_error(req, 404, "Not Found", "no such client");
+		return;
+	}
+	if (m == EVHTTP_REQ_DELETE) {
+		switch (share_kick(c, &id, msg, sizeof msg)) {
+		case 0:
+			admin_reply(req, 200, "OK", json_pack("{s:i}",
+			    "kicked", (int)cid));
+			break;
+		case -1:
+			admin_error(req, 404, "Not Found", "no such client");
+			break;
+		default:
+			admin_error(req, 403, "Forbidden", msg);
+			break;
+		}
+		return;
+	}
+	all = share_clients_json(&id, c->port);
+	json_array_foreach(json_object_get(all, "clients"), i, v) {
+		if (json_integer_value(json_object_get(v, "id")) == cid) {
+			admin_reply(req, 200, "OK", json_incref(v));
+			json_decref(all);
+			return;
+		}
+	}
+	json_decref(all);
+	admin_error(req, 404, "Not Found", "no such client");
+}
+
 /* GET /healthz */
 static void
 admin_healthz_cb(struct evhttp_request *req, void *arg)
 {
+	if (!admin_get_only(req))
+		return;
 	admin_reply(req, 200, "OK", json_pack("{s:s,s:i,s:i,s:i,s:i,s:I}",
 	    "status", "ok", "ports", (int)port_count(),
 	    "vm_connections", (int)n_vm_sessions, "clients", (int)n_clients,
@@ -214,6 +299,8 @@ admin_limits_cb(struct evhttp_request *req, void *arg)
 	json_t *allow, *o;
 	int i;
 
+	if (!admin_get_only(req))
+		return;
 	allow = json_array();
 	for (i = 0; i < cfg.n_vm_allow; i++)
 		json_array_append_new(allow, json_string(cfg.vm_allow[i]));
@@ -348,7 +435,9 @@ admin_tail_bytes(const struct evhttp_uri *uri)
  * Routes with a parameter in the path:
  *   GET /api/v1/ports/{id|uuid|name}          one port
  *   GET /api/v1/ports/{id|uuid|name}/log      its console log (tail)
+ *   GET /api/v1/ports/{id|uuid|name}/clients  who is attached to it
  *   GET /console_log/{uuid}                   OpenStack Nova serial_log_uri
+ *   GET, DELETE /api/v1/clients/{id}          one client; kick
  */
 static void
 admin_gen_cb(struct evhttp_request *req, void *arg)
@@ -358,20 +447,28 @@ admin_gen_cb(struct evhttp_request *req, void *arg)
 	char *dec = NULL, *key, *slash, *raw;
 	struct identity id;
 	struct port *p;
-	bool log = false;
+	bool log = false, clients = false;
 
 	if (path == NULL)
 		goto notfound;
+	if (strncmp(path, "/api/v1/clients/", 16) == 0) {
+		admin_client_cb(req, path + 16);
+		return;
+	}
+	if (!admin_get_only(req))
+		return;
 	if (strncmp(path, "/api/v1/ports/", 14) == 0) {
 		/* Split on the raw path, so an encoded '/' stays in the name. */
 		raw = xstrdup(path + 14);
 		if ((slash = strchr(raw, '/')) != NULL) {
-			if (strcmp(slash, "/log") != 0) {
+			if (strcmp(slash, "/log") != 0 &&
+			    strcmp(slash, "/clients") != 0) {
 				free(raw);
 				goto notfound;
 			}
+			log = strcmp(slash, "/log") == 0;
+			clients = !log;
 			*slash = '\0';
-			log = true;
 		}
 		dec = evhttp_uridecode(raw, 0, NULL);
 		free(raw);
@@ -392,8 +489,10 @@ admin_gen_cb(struct evhttp_request *req, void *arg)
 		free(dec);
 		return;
 	}
-	if ((p = admin_find_port(req, &id, key, log)) != NULL) {
-		if (log)
+	if ((p = admin_find_port(req, &id, key, log || clients)) != NULL) {
+		if (clients)
+			admin_reply(req, 200, "OK", share_clients_json(&id, p));
+		else if (log)
 			admin_log_reply(req, p, admin_tail_bytes(uri));
 		else
 			admin_reply(req, 200, "OK", admin_port_json(p));
@@ -440,13 +539,14 @@ admin_open(const char *spec, bool tls, int *bound_port)
 	}
 	http = evhttp_new(ev_base);
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET |
-	    EVHTTP_REQ_HEAD);
+	    EVHTTP_REQ_HEAD | EVHTTP_REQ_DELETE);
 	evhttp_set_max_headers_size(http, 16384);
 	evhttp_set_max_body_size(http, 65536);
 	evhttp_set_timeout(http, 30);
 	evhttp_set_cb(http, "/api/v1/ports", admin_ports_cb, NULL);
 	evhttp_set_cb(http, "/healthz", admin_healthz_cb, NULL);
 	evhttp_set_cb(http, "/api/v1/limits", admin_limits_cb, NULL);
+	evhttp_set_cb(http, "/api/v1/clients", admin_clients_cb, NULL);
 	evhttp_set_gencb(http, admin_gen_cb, NULL);
 	if (tls)
 		evhttp_set_bevcb(http, tls_http_bevcb, NULL);

@@ -18,7 +18,8 @@
  *   any                    every identity except anonymous.
  * A consoles glob (fnmatch(3), no flags) is tried on the VM name, the port
  * id and the normalised UUID (32 lowercase hex; a pattern that spells a
- * UUID in VMware's "42 1c ..." or dashed form is normalised too).
+ * UUID in VMware's "42 1c ..." or dashed form is normalised too). The
+ * sharing-rules key matches its consoles the same way (authz_sharing_mode).
  *
  * Safe default: with no access key at all, every identity (anonymous
  * included) gets read and write on a loopback connection, nothing on any
@@ -153,7 +154,7 @@ authz_who_match(const struct access_who *w, const struct identity *id)
 }
 
 /* Does one consoles item match the console (name, id or UUID)? */
-static bool
+bool
 authz_console_match(const struct access_console *c, const char *vm_name,
     const char *port_id, const char *uuid)
 {
@@ -210,6 +211,32 @@ authz_rights(const struct identity *id, const char *vm_name,
 		}
 	}
 	return (rights);
+}
+
+/* The sharing mode of a console: the first sharing rule that matches. */
+enum sharing_mode
+authz_sharing_mode(const char *vm_name, const char *port_id, const char *uuid)
+{
+	const struct sharing_rule *r;
+	char norm[33];
+	int i, j;
+
+	if (uuid != NULL) {
+		if (vmwext_uuid_normalise((const uint8_t *)uuid,
+		    strlen(uuid), norm) == 0)
+			uuid = norm;
+		else
+			uuid = NULL;
+	}
+	for (i = 0; i < cfg.n_sharing_rules; i++) {
+		r = &cfg.sharing_rules[i];
+		for (j = 0; j < r->n_consoles; j++) {
+			if (authz_console_match(&r->consoles[j], vm_name,
+			    port_id, uuid))
+				return (r->mode);
+		}
+	}
+	return (cfg.sharing);
 }
 
 /* Decode the hash of a NAME:SHA256HEX item; returns the name length or 0. */

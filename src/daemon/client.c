@@ -19,10 +19,14 @@
 #include <netinet/tcp.h>
 
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "vspcd.h"
 
@@ -32,6 +36,7 @@
 struct clients all_clients = TAILQ_HEAD_INITIALIZER(all_clients);
 u_int n_clients;
 uint64_t client_refused_limit;
+const int client_door_ro;	/* its address marks the read-only door */
 
 static void	client_read_cb(struct bufferevent *, void *);
 static void	client_write_cb(struct bufferevent *, void *);
@@ -43,6 +48,26 @@ static void
 client_puts(struct client *c, const char *s)
 {
 	bufferevent_write(c->bev, s, strlen(s));
+}
+
+/*
+ * A daemon notice for this client only, in-band: "\r\n[vspcd: TEXT]\r\n".
+ * TEXT must hold no 0xFF (callers pass printable ASCII).
+ */
+void
+client_notice(struct client *c, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+
+	if (c->dead)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	bufferevent_write(c->bev, "\r\n[vspcd: ", 10);
+	bufferevent_write(c->bev, text, strlen(text));
+	bufferevent_write(c->bev, "]\r\n", 3);
 }
 
 /* Console output for this client, subject to its queue cap. */
@@ -63,6 +88,7 @@ client_write_console(struct client *c, const uint8_t *data, size_t len)
 		return;
 	}
 	evbuffer_add(out, data, len);
+	c->bytes_out += len;
 }
 
 /* Stop or resume reading a client (backpressure from the VM queue). */
@@ -98,14 +124,13 @@ client_attach(struct client *c, struct port *p)
 	port_attach(p, c, cfg.replay_telnet != 0);
 }
 
-/* Client input for the VM, if the client may write. */
+/* Client input for the VM, if the client may type now (share.c). */
 static void
 client_to_port(struct client *c, const uint8_t *data, size_t len)
 {
-	if ((c->rights & RIGHT_WRITE) == 0) {
-		c->input_denied += len;
+	if (!share_may_type(c, len))
 		return;
-	}
+	c->bytes_in += len;
 	port_input(c->port, data, len);
 }
 
@@ -141,6 +166,115 @@ client_console_input(struct client *c, const uint8_t *data, size_t len)
 	}
 }
 
+/* Answer a front-door command and close once the answer is out. */
+static void
+client_frontdoor_done(struct client *c, const char *answer)
+{
+	client_puts(c, answer);
+	client_puts(c, "\r\n");
+	bufferevent_disable(c->bev, EV_READ);
+	c->closing = true;
+	c->close_reason = "front-door command done";
+}
+
+/*
+ * Front-door commands (one per connection): "/who [NAME]" answers one JSON
+ * line {"clients":[...]} (consoles the client may read; NAME: those that
+ * match), "/kick ID" answers "kicked client ID" or "vspcd: ...". Both
+ * then close. Returns false if line is not a command.
+ */
+static bool
+client_frontdoor_cmd(struct client *c, const char *line)
+{
+	struct port *m[64];
+	struct client *t;
+	json_t *all, *one, *a, *v;
+	const char *errstr;
+	char msg[256], *s;
+	u_int id;
+	int n, i;
+	size_t j;
+
+	if (strcmp(line, "/who") == 0 || strncmp(line, "/who ", 5) == 0) {
+		if (line[4] == '\0') {
+			all = share_clients_json(&c->ident, NULL);
+		} else {
+			n = port_lookup(line + 5, m, nitems(m));
+			if (n > (int)nitems(m))
+				n = nitems(m);
+			for (i = j = 0; i < n; i++) {
+				if (authz_rights(&c->ident, m[i]->name,
+				    m[i]->id, m[i]->uuid) & RIGHT_READ)
+					m[j++] = m[i];
+			}
+			if ((n = (int)j) == 0) {
+				snprintf(msg, sizeof msg, "vspcd: no console "
+				    "named '%s'", log_escape(line + 5,
+				    strlen(line + 5)));
+				client_frontdoor_done(c, msg);
+				return (true);
+			}
+			all = json_pack("{s:[]}", "clients");
+			a = json_object_get(all, "clients");
+			for (i = 0; i < n; i++) {
+				one = share_clients_json(&c->ident, m[i]);
+				json_array_foreach(json_object_get(one,
+				    "clients"), j, v)
+					json_array_append(a, v);
+				json_decref(one);
+			}
+		}
+		s = json_dumps(all, JSON_COMPACT | JSON_ENSURE_ASCII);
+		json_decref(all);
+		client_frontdoor_done(c, s != NULL ? s : "{\"clients\":[]}");
+		free(s);
+		return (true);
+	}
+	if (strncmp(line, "/kick ", 6) != 0)
+		return (false);
+	id = (u_int)strtonum(line + 6, 1, UINT_MAX, &errstr);
+	if (errstr != NULL) {
+		client_frontdoor_done(c, "vspcd: /kick wants a client id");
+		return (true);
+	}
+	if ((t = share_find(id)) == NULL ||
+	    share_kick(t, &c->ident, msg, sizeof msg) == -1) {
+		snprintf(msg, sizeof msg, "vspcd: no client %u", id);
+		client_frontdoor_done(c, msg);
+		return (true);
+	}
+	if (strncmp(msg, "kicked ", 7) != 0) {
+		char err[300];
+
+		snprintf(err, sizeof err, "vspcd: %s", msg);
+		client_frontdoor_done(c, err);
+	} else
+		client_frontdoor_done(c, msg);
+	return (true);
+}
+
+/*
+ * Options before a console name: "/replay ", "/noreplay " and "/ro "
+ * (read-only attach), in any order. Returns the name after them.
+ */
+static const char *
+client_frontdoor_opts(const char *name, bool *replay, bool *ro)
+{
+	for (;;) {
+		if (strncmp(name, "/replay ", 8) == 0) {
+			*replay = true;
+			name += 8;
+		} else if (strncmp(name, "/noreplay ", 10) == 0) {
+			*replay = false;
+			name += 10;
+		} else if (strncmp(name, "/ro ", 4) == 0) {
+			*ro = true;
+			name += 4;
+		} else
+			return (name);
+	}
+}
+
 /* A complete front-door line: find the console and attach. */
 static bool
 client_frontdoor_line(struct client *c)
@@ -150,7 +284,7 @@ client_frontdoor_line(struct client *c)
 	const char *name = c->line;
 	int n, i, k;
 	size_t o;
-	bool replay = cfg.replay_telnet != 0;
+	bool replay = cfg.replay_telnet != 0, ro = false;
 
 	c->line[c->linelen] = '\0';
 	c->linelen = 0;
@@ -159,14 +293,11 @@ client_frontdoor_line(struct client *c)
 		return (false);
 	}
 	n = port_lookup(name, m, nitems(m));
-	/* "/replay NAME" and "/noreplay NAME" choose replay explicitly. */
-	if (n == 0 && strncmp(name, "/replay ", 8) == 0) {
-		replay = true;
-		name += 8;
-		n = port_lookup(name, m, nitems(m));
-	} else if (n == 0 && strncmp(name, "/noreplay ", 10) == 0) {
-		replay = false;
-		name += 10;
+	/* A name that is no console may be a command or carry options. */
+	if (n == 0 && name[0] == '/') {
+		if (client_frontdoor_cmd(c, name))
+			return (false);
+		name = client_frontdoor_opts(name, &replay, &ro);
 		n = port_lookup(name, m, nitems(m));
 	}
 	/*
@@ -188,6 +319,7 @@ client_frontdoor_line(struct client *c)
 		    m[0]->name[0] != '\0' ? m[0]->name : "(unnamed)", m[0]->id);
 		client_puts(c, msg);
 		c->frontdoor = false;
+		c->readonly = ro;
 		port_attach(m[0], c, replay);
 		return (true);
 	}
@@ -219,7 +351,7 @@ client_frontdoor_input(struct client *c, const uint8_t *data, size_t len)
 	size_t i;
 	uint8_t ch;
 
-	for (i = 0; i < len; i++) {
+	for (i = 0; i < len && !c->closing; i++) {
 		ch = data[i];
 		if (ch == '\r' || ch == '\n') {
 			if (ch == '\n' && c->line_cr && c->linelen == 0) {
@@ -318,9 +450,12 @@ client_telnet_cb(void *arg, const struct telnet_event *ev)
 		log_debug("client %s: telnet protocol error %d", c->addr,
 		    ev->err);
 		break;
+	case TELNET_EV_SB:
+		if (ev->opt == TELOPT_VSPC)
+			share_control(c, ev->data, ev->len);
+		break;
 	case TELNET_EV_NEG:
 	case TELNET_EV_OPTION:
-	case TELNET_EV_SB:
 		break;
 	}
 }
@@ -367,7 +502,8 @@ client_write_cb(struct bufferevent *bev, void *arg)
 
 	if (c->closing) {
 		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-			client_close(c, "access denied");
+			client_close(c, c->close_reason != NULL ?
+			    c->close_reason : "access denied");
 		return;
 	}
 	if (!c->skipping)
@@ -528,6 +664,7 @@ client_accept_frontdoor_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	if ((c = client_new(fd, sa, salen, arg == TLS_LISTENER)) == NULL)
 		return;
 	c->frontdoor = true;
+	c->ro_door = arg == CLIENT_DOOR_RO;
 	c->timer = evtimer_new(ev_base, client_timer, c);
 	evtimer_add(c->timer, &tv);
 	log_debug("client %s: front door%s", c->addr, c->tls_wait ?

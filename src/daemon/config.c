@@ -44,6 +44,7 @@ enum kw_type {
 	KW_PATHOFF,	/* PATH or off; count_off: the int enabled flag */
 	KW_ENUM,	/* one of choices[], stored as its index (int) */
 	KW_RULES,	/* access: a YAML sequence of rules (file only) */
+	KW_SHARING,	/* sharing-rules: a YAML sequence (file only) */
 	KW_ACTION,	/* --help, --version */
 };
 
@@ -73,7 +74,7 @@ struct keyword {
 static_assert(sizeof(enum sharing_mode) == sizeof(int),
     "KW_ENUM stores an int");
 
-static const char *const sharing_names[] = {
+const char *const sharing_mode_names[] = {
 	[SHARING_SHARED] = "shared",
 	[SHARING_SINGLE_WRITER] = "single-writer",
 	NULL,
@@ -120,6 +121,9 @@ static const struct keyword keywords[] = {
 	{ .name = "client-listen", .type = KW_ADDR, .off = OFF(client_listen),
 	  .def = "127.0.0.1:13371", .arg = "ADDR:PORT|off",
 	  .help = "front door: telnet, then a console name" },
+	{ .name = "client-listen-ro", .type = KW_ADDR,
+	  .off = OFF(client_listen_ro), .show = "off", .arg = "ADDR:PORT|off",
+	  .help = "read-only front door: every attach is read-only" },
 	{ .name = "unix-listen", .type = KW_STRING, .off = OFF(unix_listen),
 	  .def = "off", .arg = "PATH|off",
 	  .help = "front door on a Unix socket; clients are identified "
@@ -256,9 +260,12 @@ static const struct keyword keywords[] = {
 	  .max = VSPCD_MAX_TOKENS, .show = "none", .arg = "NAME:SHA256",
 	  .help = "API bearer tokens, as SHA-256 hex (repeatable)" },
 	{ .name = "sharing", .type = KW_ENUM, .off = OFF(sharing),
-	  .choices = sharing_names, .def = "shared",
+	  .choices = sharing_mode_names, .def = "shared",
 	  .arg = "shared|single-writer",
 	  .help = "who may type when several clients attach" },
+	{ .name = "sharing-rules", .type = KW_SHARING, .flags = KW_FILEONLY,
+	  .show = "none", .arg = "RULES",
+	  .help = "sharing mode per console, first match (file only)" },
 	{ .name = "audit-log", .type = KW_PATHOFF, .off = OFF(audit_log),
 	  .count_off = OFF(audit_enabled), .show = "STATE_DIR/audit.log",
 	  .arg = "PATH|off", .help = "audit log (JSON lines); off: none" },
@@ -731,6 +738,7 @@ kw_set(struct config *conf, const struct keyword *kw, const char *what,
 		*(int *)field = (int)i;
 		break;
 	case KW_RULES:
+	case KW_SHARING:
 		cause_set(cause, "%s is only valid in the config file", what);
 		return (-1);
 	case KW_ACTION:
@@ -791,6 +799,24 @@ access_free(struct config *conf)
 	conf->access_set = 0;
 }
 
+/* Free the sharing rules of conf. */
+static void
+sharing_free(struct config *conf)
+{
+	struct sharing_rule *r;
+	int i, j;
+
+	for (i = 0; i < conf->n_sharing_rules; i++) {
+		r = &conf->sharing_rules[i];
+		for (j = 0; j < r->n_consoles; j++)
+			free(r->consoles[j].pattern);
+		free(r->consoles);
+	}
+	free(conf->sharing_rules);
+	conf->sharing_rules = NULL;
+	conf->n_sharing_rules = 0;
+}
+
 /* Free every string conf owns and zero it. */
 void
 config_free(struct config *conf)
@@ -801,6 +827,7 @@ config_free(struct config *conf)
 	for (i = 0; i < conf->n_vm_listen; i++)
 		free(conf->vm_listen[i]);
 	free(conf->client_listen);
+	free(conf->client_listen_ro);
 	for (i = 0; i < conf->n_vm_listen_tls; i++)
 		free(conf->vm_listen_tls[i]);
 	free(conf->client_listen_tls);
@@ -818,6 +845,7 @@ config_free(struct config *conf)
 	for (i = 0; i < conf->n_vm_allow; i++)
 		free(conf->vm_allow[i]);
 	access_free(conf);
+	sharing_free(conf);
 	for (i = 0; i < conf->n_tokens; i++)
 		free(conf->tokens[i]);
 	free(conf->audit_log);
@@ -1012,25 +1040,29 @@ static const char *const rule_part_names[RULE_NPARTS] = {
 	[RULE_RIGHTS] = "rights",
 };
 
-/* The scalar text of an access item, or NULL after reporting why not. */
+/*
+ * The scalar text of an item of a rule of key (access, sharing-rules), or
+ * NULL after reporting why not.
+ */
 static const char *
-access_scalar(struct cfg_ctx *ctx, const yaml_node_t *n, const char *part)
+access_scalar(struct cfg_ctx *ctx, const yaml_node_t *n, const char *key,
+    const char *part)
 {
 	const char *s;
 
 	if (n->type != YAML_SCALAR_NODE) {
-		cfg_error(ctx, node_line(n), "access: '%s' items must be "
-		    "strings", part);
+		cfg_error(ctx, node_line(n), "%s: '%s' items must be "
+		    "strings", key, part);
 		return (NULL);
 	}
 	s = (const char *)n->data.scalar.value;
 	if (node_is_null(n) || *s == '\0') {
-		cfg_error(ctx, node_line(n), "access: empty '%s' item", part);
+		cfg_error(ctx, node_line(n), "%s: empty '%s' item", key, part);
 		return (NULL);
 	}
 	if (strlen(s) != n->data.scalar.length) {
-		cfg_error(ctx, node_line(n), "access: '%s' item contains a NUL "
-		    "byte", part);
+		cfg_error(ctx, node_line(n), "%s: '%s' item contains a NUL "
+		    "byte", key, part);
 		return (NULL);
 	}
 	return (s);
@@ -1128,15 +1160,15 @@ access_who_parse(struct cfg_ctx *ctx, const yaml_node_t *n, const char *s,
 	return (0);
 }
 
-/* Parse one consoles item into c; -1 after reporting an error. */
+/* Parse one consoles item of key into c; -1 after reporting an error. */
 static int
 access_console_parse(struct cfg_ctx *ctx, const yaml_node_t *n,
-    const char *s, struct access_console *c)
+    const char *key, const char *s, struct access_console *c)
 {
 	memset(c, 0, sizeof *c);
 	if (strlen(s) >= AUTHZ_PATTERN_MAX) {
-		cfg_error(ctx, node_line(n), "access: consoles pattern is "
-		    "longer than %d bytes", AUTHZ_PATTERN_MAX - 1);
+		cfg_error(ctx, node_line(n), "%s: consoles pattern is "
+		    "longer than %d bytes", key, AUTHZ_PATTERN_MAX - 1);
 		return (-1);
 	}
 	if (vmwext_uuid_normalise((const uint8_t *)s, strlen(s),
@@ -1219,7 +1251,7 @@ access_part(struct cfg_ctx *ctx, yaml_document_t *doc, yaml_node_t *v,
 			if ((item = yaml_document_get_node(doc, *it)) == NULL)
 				fatalx("%s: bad item", __func__);
 		}
-		if ((s = access_scalar(ctx, item, name)) == NULL)
+		if ((s = access_scalar(ctx, item, "access", name)) == NULL)
 			continue;
 		switch (part) {
 		case RULE_WHO:
@@ -1229,7 +1261,7 @@ access_part(struct cfg_ctx *ctx, yaml_document_t *doc, yaml_node_t *v,
 				r->n_who++;
 			break;
 		case RULE_CONSOLES:
-			ok = access_console_parse(ctx, item, s,
+			ok = access_console_parse(ctx, item, "access", s,
 			    &r->consoles[r->n_consoles]);
 			if (ok == 0)
 				r->n_consoles++;
@@ -1342,6 +1374,148 @@ access_parse(struct cfg_ctx *ctx, yaml_document_t *doc, yaml_node_t *v)
 	}
 }
 
+/*
+ * sharing-rules: a sequence of {consoles: GLOB or [GLOB...], mode:
+ * shared|single-writer}; consoles match as in access rules, and the first
+ * rule that matches a console gives its mode (else the sharing key). A
+ * rule with any error is dropped whole (and the config refused anyway).
+ */
+static int
+sharing_rule_parse(struct cfg_ctx *ctx, yaml_document_t *doc,
+    yaml_node_t *n, struct sharing_rule *r)
+{
+	yaml_node_pair_t *pair;
+	yaml_node_t *k, *v, *item;
+	const char *key, *s;
+	size_t seen_c = 0, seen_m = 0, cnt, i;
+	int nerr = ctx->nerr, m;
+
+	memset(r, 0, sizeof *r);
+	r->line = node_line(n);
+	if (n->type != YAML_MAPPING_NODE) {
+		cfg_error(ctx, node_line(n), "sharing-rules: a rule must be a "
+		    "mapping with consoles and mode");
+		return (-1);
+	}
+	for (pair = n->data.mapping.pairs.start;
+	    pair < n->data.mapping.pairs.top; pair++) {
+		k = yaml_document_get_node(doc, pair->key);
+		v = yaml_document_get_node(doc, pair->value);
+		if (k == NULL || v == NULL)
+			fatalx("%s: bad node", __func__);
+		key = k->type == YAML_SCALAR_NODE ?
+		    (const char *)k->data.scalar.value : "";
+		if (strcmp(key, "mode") == 0) {
+			if (seen_m != 0) {
+				cfg_error(ctx, node_line(k), "sharing-rules: "
+				    "duplicate rule key 'mode' (first at line "
+				    "%zu)", seen_m);
+				continue;
+			}
+			seen_m = node_line(k);
+			if ((s = access_scalar(ctx, v, "sharing-rules",
+			    "mode")) == NULL)
+				continue;
+			for (m = 0; sharing_mode_names[m] != NULL; m++)
+				if (strcmp(s, sharing_mode_names[m]) == 0)
+					break;
+			if (sharing_mode_names[m] == NULL)
+				cfg_error(ctx, node_line(v), "sharing-rules: "
+				    "mode '%s' is not shared or single-writer",
+				    log_escape(s, strlen(s)));
+			else
+				r->mode = (enum sharing_mode)m;
+			continue;
+		}
+		if (strcmp(key, "consoles") != 0) {
+			cfg_error(ctx, node_line(k), "sharing-rules: unknown "
+			    "rule key '%s' (consoles, mode)", log_escape(key,
+			    strlen(key)));
+			continue;
+		}
+		if (seen_c != 0) {
+			cfg_error(ctx, node_line(k), "sharing-rules: duplicate "
+			    "rule key 'consoles' (first at line %zu)", seen_c);
+			continue;
+		}
+		seen_c = node_line(k);
+		if (v->type == YAML_MAPPING_NODE) {
+			cfg_error(ctx, node_line(v), "sharing-rules: "
+			    "'consoles' wants a string or a list of strings");
+			continue;
+		}
+		cnt = v->type == YAML_SCALAR_NODE ? 1 :
+		    (size_t)(v->data.sequence.items.top -
+		    v->data.sequence.items.start);
+		if (cnt == 0 || cnt > AUTHZ_MAX_ITEMS) {
+			cfg_error(ctx, node_line(v), "sharing-rules: 'consoles' "
+			    "wants 1 to %d items", AUTHZ_MAX_ITEMS);
+			continue;
+		}
+		r->consoles = xcalloc(cnt, sizeof *r->consoles);
+		for (i = 0; i < cnt; i++) {
+			item = v;
+			if (v->type == YAML_SEQUENCE_NODE &&
+			    (item = yaml_document_get_node(doc,
+			    v->data.sequence.items.start[i])) == NULL)
+				fatalx("%s: bad item", __func__);
+			if ((s = access_scalar(ctx, item, "sharing-rules",
+			    "consoles")) != NULL &&
+			    access_console_parse(ctx, item, "sharing-rules", s,
+			    &r->consoles[r->n_consoles]) == 0)
+				r->n_consoles++;
+		}
+	}
+	if (seen_c == 0)
+		cfg_error(ctx, node_line(n), "sharing-rules: rule has no "
+		    "'consoles'");
+	if (seen_m == 0)
+		cfg_error(ctx, node_line(n), "sharing-rules: rule has no "
+		    "'mode'");
+	if (ctx->nerr != nerr) {
+		for (i = 0; i < (size_t)r->n_consoles; i++)
+			free(r->consoles[i].pattern);
+		free(r->consoles);
+		memset(r, 0, sizeof *r);
+		return (-1);
+	}
+	return (0);
+}
+
+/* Replace the sharing rules of the config with the sequence v. */
+static void
+sharing_parse(struct cfg_ctx *ctx, yaml_document_t *doc, yaml_node_t *v)
+{
+	struct config *conf = ctx->cfg;
+	yaml_node_t *item;
+	size_t n, i;
+
+	sharing_free(conf);
+	if (v->type != YAML_SEQUENCE_NODE) {
+		cfg_error(ctx, node_line(v), "sharing-rules wants a list of "
+		    "rules ({consoles, mode}; [] for none)");
+		return;
+	}
+	n = (size_t)(v->data.sequence.items.top -
+	    v->data.sequence.items.start);
+	if (n > SHARING_MAX_RULES) {
+		cfg_error(ctx, node_line(v), "sharing-rules: too many rules "
+		    "(%zu, at most %d)", n, SHARING_MAX_RULES);
+		return;
+	}
+	if (n == 0)
+		return;
+	conf->sharing_rules = xcalloc(n, sizeof *conf->sharing_rules);
+	for (i = 0; i < n; i++) {
+		if ((item = yaml_document_get_node(doc,
+		    v->data.sequence.items.start[i])) == NULL)
+			fatalx("%s: bad item", __func__);
+		if (sharing_rule_parse(ctx, doc, item,
+		    &conf->sharing_rules[conf->n_sharing_rules]) == 0)
+			conf->n_sharing_rules++;
+	}
+}
+
 /* Apply one key: value pair of the top-level mapping. */
 static void
 file_pair(struct cfg_ctx *ctx, yaml_document_t *doc, yaml_node_pair_t *pair)
@@ -1381,6 +1555,10 @@ file_pair(struct cfg_ctx *ctx, yaml_document_t *doc, yaml_node_pair_t *pair)
 
 	if (kw->type == KW_RULES) {
 		access_parse(ctx, doc, v);
+		return;
+	}
+	if (kw->type == KW_SHARING) {
+		sharing_parse(ctx, doc, v);
 		return;
 	}
 	if (kw->type == KW_LIST) {
@@ -1592,6 +1770,10 @@ config_validate(const struct config *conf, FILE *errout)
 	if (conf->client_listen != NULL && !addr_ok(conf->client_listen))
 		cfg_error(&ctx, 0, "client-listen '%s' wants ADDR:PORT or off",
 		    conf->client_listen);
+	if (conf->client_listen_ro != NULL &&
+	    !addr_ok(conf->client_listen_ro))
+		cfg_error(&ctx, 0, "client-listen-ro '%s' wants ADDR:PORT or "
+		    "off", conf->client_listen_ro);
 	if (conf->admin_listen != NULL && !addr_ok(conf->admin_listen))
 		cfg_error(&ctx, 0, "admin-listen '%s' wants ADDR:PORT or off",
 		    conf->admin_listen);

@@ -541,6 +541,7 @@ port_set_name(struct port *p, const char *name)
 	free(p->name);
 	p->name = xstrdup(name);
 	port_state_save(p);
+	share_port_update(p);
 }
 
 /* Order ports by id, for stable listings of several matches. */
@@ -691,6 +692,13 @@ port_replay_send(struct port *p, struct client *c)
 	free(v);
 }
 
+/* Send the replay buffer to a client again (in-session "replay"). */
+void
+port_replay(struct port *p, struct client *c)
+{
+	port_replay_send(p, c);
+}
+
 /* Fan VM output out to every attached client. */
 void
 port_output(struct port *p, const uint8_t *data, size_t len)
@@ -796,8 +804,9 @@ port_authorize(struct port *p, struct client *c)
 void
 port_attach(struct port *p, struct client *c, bool replay)
 {
-	char r[64];
+	char r[64], detail[96];
 
+	share_attach(p, c);	/* before it is on the list */
 	if (replay)
 		port_replay_send(p, c);
 	c->port = p;
@@ -807,8 +816,9 @@ port_attach(struct port *p, struct client *c, bool replay)
 		client_pause(c, true);
 	port_check_expiry(p);
 	consolelog_event(p->log, "client-attach", c->addr);
-	audit_event("attach", &c->ident, p->id,
-	    authz_rights_str(c->rights, r, sizeof r));
+	snprintf(detail, sizeof detail, "rights %s, mode %s",
+	    authz_rights_str(c->rights, r, sizeof r), share_mode_str(c));
+	audit_event("attach", &c->ident, p->id, detail);
 	log_info("port %s: client %s attached (%u clients)", p->id, c->addr,
 	    p->nclients);
 }
@@ -817,6 +827,7 @@ port_attach(struct port *p, struct client *c, bool replay)
 void
 port_detach(struct port *p, struct client *c)
 {
+	share_detach(p, c);
 	TAILQ_REMOVE(&p->clients, c, entry);
 	p->nclients--;
 	c->port = NULL;

@@ -30,6 +30,8 @@ static struct evconnlistener *vm_listeners[VM_LISTENERS];
 static int vm_ports[VM_LISTENERS];
 static struct evconnlistener *frontdoor, *frontdoor_tls;
 static int frontdoor_tls_port;
+static struct evconnlistener *ro_door;		/* client-listen-ro */
+static int ro_door_port;
 static struct evconnlistener *unix_door;
 static char *unix_door_path;
 static int frontdoor_port, admin_port;
@@ -111,6 +113,11 @@ write_listeners(void)
 		    snprintf(buf + o, sizeof buf - o, "\"client\": %d, ",
 		    frontdoor_port) :
 		    snprintf(buf + o, sizeof buf - o, "\"client\": null, "));
+	if (o < sizeof buf)
+		o += (size_t)(cfg.client_listen_ro != NULL ?
+		    snprintf(buf + o, sizeof buf - o, "\"client_ro\": %d, ",
+		    ro_door_port) :
+		    snprintf(buf + o, sizeof buf - o, "\"client_ro\": null, "));
 	if (o < sizeof buf && unix_door_path != NULL) {
 		char *j = json_quote(unix_door_path);
 
@@ -179,6 +186,9 @@ listeners_apply(struct config *ncfg, bool initial)
 	struct evconnlistener *nfd = frontdoor, *ntfd = frontdoor_tls;
 	bool fd_fresh = false, tfd_fresh = false;
 	const char *spec;
+	struct evconnlistener *nro = ro_door;
+	bool ro_fresh = false;
+	int ro_port = ro_door_port;
 
 	n = ncfg->n_vm_listen + ncfg->n_vm_listen_tls;
 	on = initial ? 0 : cfg.n_vm_listen + cfg.n_vm_listen_tls;
@@ -218,6 +228,18 @@ listeners_apply(struct config *ncfg, bool initial)
 			goto fail;
 		tfd_fresh = ntfd != NULL;
 	}
+	if (initial || !str_eq(cfg.client_listen_ro, ncfg->client_listen_ro)) {
+		nro = NULL;
+		ro_port = 0;
+		if (ncfg->client_listen_ro != NULL) {
+			nro = listener_open(ncfg->client_listen_ro,
+			    "read-only front door", client_accept_frontdoor_cb,
+			    CLIENT_DOOR_RO, &ro_port);
+			if (nro == NULL)
+				goto fail;
+			ro_fresh = true;
+		}
+	}
 	/* Commit: close what is no longer wanted. */
 	for (j = 0; j < on; j++) {
 		if (!reused[j] && vm_listeners[j] != NULL) {
@@ -234,6 +256,10 @@ listeners_apply(struct config *ncfg, bool initial)
 		listener_free(frontdoor);
 	frontdoor = nfd;
 	frontdoor_port = fd_port;
+	if (nro != ro_door && ro_door != NULL)
+		listener_free(ro_door);
+	ro_door = nro;
+	ro_door_port = ro_port;
 	if (ntfd != frontdoor_tls && frontdoor_tls != NULL)
 		listener_free(frontdoor_tls);
 	frontdoor_tls = ntfd;
@@ -246,6 +272,8 @@ fail:
 	}
 	if (fd_fresh && nfd != NULL)
 		listener_free(nfd);
+	if (ro_fresh && nro != NULL)
+		listener_free(nro);
 	if (tfd_fresh && ntfd != NULL)
 		listener_free(ntfd);
 	return (-1);
@@ -360,6 +388,7 @@ reload(void)
 		if (c->port != NULL && port_authorize(c->port, c) == -1)
 			client_close(c, "access revoked");
 	}
+	share_reload();
 	write_listeners();
 	log_info("reload: configuration applied");
 }
@@ -435,6 +464,8 @@ main(int argc, char **argv)
 	}
 	if (frontdoor != NULL)
 		listener_free(frontdoor);
+	if (ro_door != NULL)
+		listener_free(ro_door);
 	if (frontdoor_tls != NULL)
 		listener_free(frontdoor_tls);
 	if (unix_door != NULL) {

@@ -123,6 +123,15 @@ struct access_rule {
 	size_t			 line;		/* in the config file */
 };
 
+/* One sharing rule: consoles matched as in access rules; first match. */
+#define SHARING_MAX_RULES	1024
+struct sharing_rule {
+	struct access_console	*consoles;
+	int			 n_consoles;
+	enum sharing_mode	 mode;
+	size_t			 line;		/* in the config file */
+};
+
 struct config {
 	int		 foreground;
 	int		 verbose;
@@ -130,6 +139,7 @@ struct config {
 	char		*vm_listen[VSPCD_MAX_VM_LISTEN];
 	int		 n_vm_listen;
 	char		*client_listen;		/* NULL: off */
+	char		*client_listen_ro;	/* read-only front door */
 	char		*client_bind;
 	char		*unix_listen;		/* "off" or a socket path */
 	int		 port_lo;		/* -1: per-port listeners off */
@@ -193,6 +203,8 @@ struct config {
 	char		*tokens[VSPCD_MAX_TOKENS];	/* "NAME:SHA256HEX" */
 	int		 n_tokens;
 	enum sharing_mode sharing;
+	struct sharing_rule *sharing_rules;	/* owned, n_sharing_rules */
+	int		 n_sharing_rules;
 	char		*audit_log;		/* NULL: STATE_DIR/audit.log */
 	int		 audit_enabled;		/* default 1; 0: off */
 };
@@ -242,6 +254,8 @@ struct port {
 	TAILQ_HEAD(, client)	 clients;
 	u_int			 nclients;
 	bool			 clients_paused;
+	enum sharing_mode	 sharing;	/* share_port_update */
+	struct client		*writer;	/* single-writer: holds the line */
 
 	struct evconnlistener	*listener;
 	int			 client_port;	/* 0 when none */
@@ -322,8 +336,18 @@ struct client {
 	char			 addr[64];
 	struct identity		 ident;
 	int			 rights;	/* RIGHT_* on c->port */
-	uint64_t		 input_denied;	/* typed without write right */
+	uint64_t		 input_denied;	/* typed, not sent (ro, line) */
 	bool			 closing;	/* close once output is out */
+	const char		*close_reason;	/* for closing; NULL: denied */
+
+	/* Sharing (share.c). */
+	u_int			 id;		/* stable, from 1; 0: unattached */
+	bool			 readonly;	/* asked for (or ro door) */
+	bool			 ro_door;	/* came in by client-listen-ro */
+	time_t			 attached_at;
+	uint64_t		 bytes_in;	/* typed and sent on */
+	uint64_t		 bytes_out;	/* console bytes queued to it */
+	int64_t			 deny_notice_ms; /* last dropped input */
 	bool			 tls_wait;	/* TLS handshake under way */
 	char			*start_port;	/* port id to attach after it */
 };
@@ -376,6 +400,7 @@ void	port_input(struct port *, const uint8_t *, size_t);
 int	port_authorize(struct port *, struct client *);
 void	port_attach(struct port *, struct client *, bool replay);
 void	port_detach(struct port *, struct client *);
+void	port_replay(struct port *, struct client *);
 void	port_vm_writable(struct port *);
 void	port_check_expiry(struct port *);
 void	port_free(struct port *);
@@ -421,6 +446,9 @@ bool	vmotion_holding(struct port *);
 
 /* client.c */
 extern uint64_t	 client_refused_limit;
+/* arg of client_accept_frontdoor_cb for the read-only front door. */
+#define CLIENT_DOOR_RO	((void *)&client_door_ro)
+extern const int client_door_ro;
 void	client_accept_frontdoor_cb(struct evconnlistener *, evutil_socket_t,
 	    struct sockaddr *, int, void *);
 void	client_accept_port_cb(struct evconnlistener *, evutil_socket_t,
@@ -431,6 +459,8 @@ void	client_write_console(struct client *, const uint8_t *, size_t);
 void	client_pause(struct client *, bool);
 void	client_close(struct client *, const char *reason);
 void	client_close_all(void);
+void	client_notice(struct client *, const char *fmt, ...)
+	    printflike(2, 3);
 
 /* config.c: defaults < config file < command-line flags. */
 void	config_defaults(struct config *);
@@ -458,6 +488,35 @@ int	authz_rights(const struct identity *, const char *vm_name,
 	    const char *port_id, const char *uuid);
 int	authz_token_lookup(const char *presented, char *name, size_t namelen);
 const char *authz_rights_str(int rights, char *buf, size_t len);
+/*
+ * The console matcher of access rules, shared with sharing rules: true if
+ * the item matches the VM name, the port id or the UUID (either may be
+ * NULL). authz_sharing_mode is the mode of the first sharing rule that
+ * matches the console, else cfg.sharing.
+ */
+bool	authz_console_match(const struct access_console *, const char *vm_name,
+	    const char *port_id, const char *uuid);
+enum sharing_mode authz_sharing_mode(const char *vm_name, const char *port_id,
+	    const char *uuid);
+
+/*
+ * share.c: who may type when several clients are attached (sharing modes,
+ * read-only attach, force), who is attached where, and kick. See the
+ * comment at the top of share.c.
+ */
+struct json_t;
+extern const char *const sharing_mode_names[];
+void	share_port_update(struct port *);
+void	share_attach(struct port *, struct client *);
+void	share_detach(struct port *, struct client *);
+bool	share_may_type(struct client *, size_t len);
+void	share_control(struct client *, const uint8_t *, size_t);
+void	share_reload(void);
+const char *share_mode_str(const struct client *);
+struct client *share_find(u_int id);
+struct json_t *share_clients_json(const struct identity *, struct port *);
+int	share_kick(struct client *, const struct identity *by,
+	    char *msg, size_t msglen);
 
 /*
  * audit.c: the audit log, one JSON object per line (attach, detach,

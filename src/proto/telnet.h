@@ -51,6 +51,7 @@
 #define TELOPT_NEWENV	39
 #define TELOPT_COMPORT	44
 #define TELOPT_VMWARE	232
+#define TELOPT_VSPC	201	/* private: vspc in-session control */
 
 /* Default cap on one subnegotiation payload (after un-doubling). */
 #define TELNET_SB_MAX	4096

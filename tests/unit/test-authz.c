@@ -705,6 +705,92 @@ test_rights_str(void)
 	ASSERT_STR_EQ(authz_rights_str(RIGHT_ALL, buf, 8), "read,wr");
 }
 
+/* sharing-rules: first match wins; name, id and UUID forms; fallback. */
+static void
+test_sharing_rules(void)
+{
+	ASSERT_INT_EQ(load_ok("sharing: single-writer\n"
+	    "sharing-rules:\n"
+	    "  - {consoles: [web-*, db-1], mode: shared}\n"
+	    "  - consoles: \"" UUID_VMW "\"\n"
+	    "    mode: shared\n"
+	    "  - {consoles: '*.web1', mode: single-writer}\n"
+	    "  - {consoles: '*', mode: shared}\n"), 0);
+	ASSERT_INT_EQ(cfg.n_sharing_rules, 4);
+	ASSERT_INT_EQ(cfg.sharing_rules[0].n_consoles, 2);
+	ASSERT_SIZE_EQ(cfg.sharing_rules[1].line, 4);
+	ASSERT_STR_EQ(cfg.sharing_rules[1].consoles[0].uuid, UUID);
+	/* First match: web-* before '*'. */
+	ASSERT_INT_EQ(authz_sharing_mode("web-7", "x", NULL), SHARING_SHARED);
+	ASSERT_INT_EQ(authz_sharing_mode("db-1", NULL, NULL), SHARING_SHARED);
+	/* The UUID rule matches any spelling of the UUID, before *.web1. */
+	ASSERT_INT_EQ(authz_sharing_mode("other", PORTID, UUID_VMW),
+	    SHARING_SHARED);
+	ASSERT_INT_EQ(authz_sharing_mode("other", PORTID,
+	    "501234567800000000000000000000ff"), SHARING_SINGLE_WRITER);
+	ASSERT_INT_EQ(authz_sharing_mode("other", "zz", NULL), SHARING_SHARED);
+
+	/* No rule matches: the sharing key. */
+	ASSERT_INT_EQ(load_ok("sharing: single-writer\n"
+	    "sharing-rules: [{consoles: web-*, mode: shared}]\n"), 0);
+	ASSERT_INT_EQ(authz_sharing_mode("db-1", "x", UUID),
+	    SHARING_SINGLE_WRITER);
+	ASSERT_INT_EQ(authz_sharing_mode("web-1", "x", UUID), SHARING_SHARED);
+	ASSERT_INT_EQ(load_ok("sharing-rules: []\n"), 0);
+	ASSERT_INT_EQ(cfg.n_sharing_rules, 0);
+	ASSERT_INT_EQ(authz_sharing_mode("web-1", "x", UUID), SHARING_SHARED);
+}
+
+/* Every sharing-rules error, with its line; bad rules are dropped. */
+static void
+test_sharing_rule_errors(void)
+{
+	struct errbuf e;
+
+	ASSERT_INT_EQ(load(&e, "sr.yaml",
+	    "sharing-rules:\n"
+	    "  - {consoles: ok, mode: single-writer}\n"		/* 2 */
+	    "  - {consoles: a, mode: exclusive}\n"		/* 3 */
+	    "  - {mode: shared}\n"				/* 4 */
+	    "  - {consoles: b}\n"				/* 5 */
+	    "  - {consoles: [], mode: shared}\n"			/* 6 */
+	    "  - {consoles: c, mode: shared, who: x}\n"		/* 7 */
+	    "  - {consoles: {a: b}, mode: shared}\n"		/* 8 */
+	    "  - {consoles: [x, [y]], mode: [shared]}\n"		/* 9 */
+	    "  - just a string\n"				/* 10 */
+	    "  - {consoles: d, consoles: e, mode: shared}\n"),	/* 11 */
+	    10);
+	ASSERT_TRUE(err_has(&e, "sr.yaml:3: sharing-rules: mode 'exclusive' "
+	    "is not shared or single-writer\n"));
+	ASSERT_TRUE(err_has(&e, "sr.yaml:4: sharing-rules: rule has no "
+	    "'consoles'\n"));
+	ASSERT_TRUE(err_has(&e, "sr.yaml:5: sharing-rules: rule has no "
+	    "'mode'\n"));
+	ASSERT_TRUE(err_has(&e, "sr.yaml:6: sharing-rules: 'consoles' wants "
+	    "1 to 256 items\n"));
+	ASSERT_TRUE(err_has(&e, "sr.yaml:7: sharing-rules: unknown rule key "
+	    "'who' (consoles, mode)\n"));
+	ASSERT_TRUE(err_has(&e, "sr.yaml:8: sharing-rules: 'consoles' wants a "
+	    "string or a list of strings\n"));
+	ASSERT_TRUE(err_has(&e, "sr.yaml:9: sharing-rules: 'consoles' items "
+	    "must be strings\n"));
+	ASSERT_TRUE(err_has(&e, "sr.yaml:9: sharing-rules: 'mode' items must "
+	    "be strings\n"));
+	ASSERT_TRUE(err_has(&e, "sr.yaml:10: sharing-rules: a rule must be a "
+	    "mapping with consoles and mode\n"));
+	ASSERT_TRUE(err_has(&e, "sr.yaml:11: sharing-rules: duplicate rule "
+	    "key 'consoles' (first at line 11)\n"));
+	ASSERT_INT_EQ(err_lines(&e), 10);
+	ASSERT_INT_EQ(cfg.n_sharing_rules, 1);
+	err_free(&e);
+
+	ASSERT_INT_EQ(load(&e, "sr2.yaml", "sharing-rules: {consoles: a}\n"),
+	    1);
+	ASSERT_TRUE(err_has(&e, "sr2.yaml:1: sharing-rules wants a list of "
+	    "rules"));
+	err_free(&e);
+}
+
 /* Run every test in a fresh temporary directory. */
 int
 main(void)
@@ -729,6 +815,8 @@ main(void)
 	T_RUN(test_token_errors);
 	T_RUN(test_unknown_token);
 	T_RUN(test_rights_str);
+	T_RUN(test_sharing_rules);
+	T_RUN(test_sharing_rule_errors);
 	config_free(&cfg);
 	for (i = 0; i < nfiles; i++) {
 		unlink(files[i]);

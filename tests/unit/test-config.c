@@ -855,7 +855,7 @@ test_authz_keys(void)
 {
 	struct config c;
 	struct errbuf e;
-	const char *path;
+	const char *path, *spath;
 
 	path = write_file("authz.yaml",
 	    "sharing: single-writer\n"
@@ -872,6 +872,30 @@ test_authz_keys(void)
 	ASSERT_INT_EQ(c.n_tokens, 1);
 	ASSERT_INT_EQ(c.access_set, 1);
 	ASSERT_INT_EQ(c.n_access, 1);
+	config_free(&c);
+
+	/* sharing-rules is file-only; client-listen-ro is a listener. */
+	spath = write_file("share.yaml",
+	    "client-listen-ro: 127.0.0.1:0\n"
+	    "sharing-rules:\n"
+	    "  - {consoles: [a, b], mode: single-writer}\n");
+	ASSERT_INT_EQ(build(&c, &e, "-f", spath, NULL), 0);
+	err_free(&e);
+	ASSERT_STR_EQ(c.client_listen_ro, "127.0.0.1:0");
+	ASSERT_INT_EQ(c.n_sharing_rules, 1);
+	ASSERT_INT_EQ(c.sharing_rules[0].mode, SHARING_SINGLE_WRITER);
+	ASSERT_INT_EQ(c.sharing_rules[0].n_consoles, 2);
+	ASSERT_STR_EQ(c.sharing_rules[0].consoles[1].pattern, "b");
+	config_free(&c);
+	ASSERT_INT_EQ(build(&c, &e, "--client-listen-ro", "nowhere", NULL),
+	    1);
+	ASSERT_TRUE(err_has(&e, "vspcd: --client-listen-ro 'nowhere' wants "
+	    "ADDR:PORT or off\n"));
+	err_free(&e);
+	config_free(&c);
+	config_defaults(&c);
+	ASSERT_TRUE(c.client_listen_ro == NULL);
+	ASSERT_INT_EQ(c.n_sharing_rules, 0);
 	config_free(&c);
 
 	ASSERT_INT_EQ(build(&c, &e, "-f", path, "--sharing", "shared",
