@@ -339,6 +339,7 @@ main(int argc, char **argv)
 		log_warnx("state db unavailable: client ports will not be "
 		    "remembered");
 	port_state_load();
+	db_batch(ev_base);	/* from now on one transaction per loop turn */
 	consolelog_init();
 	audit_init();
 	vm_policy_reload();
