@@ -15,9 +15,20 @@
  * rotation only renames names inside that directory, never following a
  * symlink.
  *
+ * Files are created lazily: a port that has never printed has no file, so
+ * a burst of VM handshakes costs no file creation on the loop.
+ *   - consolelog_open only checks the id; it creates nothing.
+ *   - <id>.log is created by the first write of console bytes.
+ *   - While <id>.log does not exist, event lines are held in memory (at
+ *     most CLOG_HELD_MAX bytes) instead of creating <id>.events for them.
+ *     They are written, in order and before any later line, when the
+ *     port first prints (the .log is opened), when a further event would
+ *     not fit, when the log is closed (port expiry) and at shutdown. So a
+ *     port that never prints costs no file until it goes away; a kill -9
+ *     loses its held events (never console bytes: there are none).
+ *
  * File descriptors: an idle port costs no fd at all, only its struct, so
  * tens of thousands of ports fit in the per-process limit.
- *   - consolelog_open creates and checks both files, then closes them.
  *   - <id>.events is never kept open: each event line is written with
  *     open (O_APPEND | O_CREAT), write, close. Events are rare.
  *   - <id>.log is opened (O_APPEND, size taken from fstat) on the first
@@ -203,6 +214,7 @@ clog_sync_dup(int fd)
 #define CLOG_WARN_SECS	60
 #define CLOG_IDLE_MS	5000	/* close a .log with no data for this long */
 #define CLOG_MAX_OPEN	1024	/* .log fds open at once, at most */
+#define CLOG_HELD_MAX	4096	/* event bytes held before the first output */
 
 /* Bytes that go into a JSON string as they are. */
 #define CLOG_JSON_PLAIN(c) \
@@ -239,6 +251,7 @@ struct consolelog {
 	bool			 eneed_sync;
 	bool			 at_bol;	/* next byte starts a line */
 	struct clog_buf		*buf;		/* NULL when idle */
+	struct evbuffer		*held;		/* event lines not yet written */
 
 	uint64_t		 missed;	/* not yet in a gap event */
 	uint64_t		 missed_total;
@@ -281,6 +294,8 @@ static char			 clog_stamp_buf[CLOG_STAMP_MAX];
 static size_t			 clog_stamp_len;
 
 static void	clog_flush(struct consolelog *);
+static void	clog_release(struct consolelog *);
+static void	clog_mark_dirty(struct consolelog *);
 static int	clog_evict(bool);
 static void	clog_arm_idle(void);
 
@@ -534,6 +549,8 @@ clog_log_open(struct consolelog *cl)
 	TAILQ_INSERT_TAIL(&clog_lru, cl, open_entry);
 	clog_nopen++;
 	clog_arm_idle();
+	/* The port prints: its held events get their file now. */
+	clog_release(cl);
 	return (0);
 }
 
@@ -689,16 +706,24 @@ clog_rotate(struct consolelog *cl)
 		clog_warn(cl, "cannot open after rotation", errno);
 }
 
-/* Write one complete line to the sidecar, or nothing. Returns 0 or -1. */
+/*
+ * Write one complete line to the sidecar, after the held lines if any, or
+ * nothing (the held lines then stay held). Returns 0 or -1.
+ */
 static int
 clog_event_line(struct consolelog *cl, struct evbuffer *line)
 {
 	char name[NAME_MAX + 1];
-	size_t len = evbuffer_get_length(line), off = 0;
+	size_t len, off = 0, hlen = 0;
 	const uint8_t *p;
 	uint64_t start;
 	ssize_t n;
 	int fd;
+
+	if (cl->held != NULL && (hlen = evbuffer_get_length(cl->held)) > 0 &&
+	    evbuffer_prepend(line, evbuffer_pullup(cl->held, -1), hlen) == -1)
+		fatalx("%s: evbuffer_prepend", __func__);
+	len = evbuffer_get_length(line);
 
 	if (clog_dirfd == -1) {
 		cl->werrno = errno = EBADF;
@@ -723,15 +748,39 @@ clog_event_line(struct consolelog *cl, struct evbuffer *line)
 				clog_warn(cl, "cannot cut partial event",
 				    errno);
 			close(fd);
+			evbuffer_drain(line, hlen);
 			errno = cl->werrno;
 			return (-1);
 		}
 		off += (size_t)n;
 	}
 	close(fd);
-	cl->elast = start;
+	if (hlen > 0)
+		evbuffer_drain(cl->held, hlen);
+	evbuffer_drain(line, hlen);
+	cl->elast = start + hlen;
 	cl->eneed_sync = true;
 	return (0);
+}
+
+/*
+ * Write the held event lines, if any, to the sidecar (creating it). On
+ * failure they stay held and a warning is logged.
+ */
+static void
+clog_release(struct consolelog *cl)
+{
+	struct evbuffer *b;
+
+	if (cl->held == NULL || evbuffer_get_length(cl->held) == 0)
+		return;
+	if ((b = evbuffer_new()) == NULL)
+		fatalx("%s: evbuffer_new", __func__);
+	if (clog_event_line(cl, b) == -1)
+		clog_warn(cl, "held events not written", cl->werrno);
+	else
+		clog_mark_dirty(cl);
+	evbuffer_free(b);
 }
 
 /*
@@ -1166,9 +1215,11 @@ consolelog_shutdown(void)
 	struct consolelog *cl;
 
 	TAILQ_FOREACH(cl, &clog_all, entry) {
-		clog_unmark_dirty(cl);
-		if (!cl->off)
+		if (!cl->off) {
 			clog_finish(cl);
+			clog_release(cl);
+		}
+		clog_unmark_dirty(cl);
 		if (cl->missed > 0)
 			log_warnx("console log %s: closed with %" PRIu64
 			    " bytes lost and not recorded", cl->id, cl->missed);
@@ -1224,16 +1275,7 @@ consolelog_open(const char *port_id)
 	cl->id = xstrdup(port_id);
 	cl->fd = -1;
 	cl->at_bol = true;
-	/* Create and check both files now; keep neither open. */
-	if (clog_touch(cl, true) == -1) {
-		int err = errno;	/* for the caller: EMFILE is retried */
-
-		log_warn("console log %s: cannot open", port_id);
-		free(cl->id);
-		free(cl);
-		errno = err;
-		return (NULL);
-	}
+	/* No file yet: each is created and checked when first needed. */
 	clog_set_path(cl);
 	TAILQ_INSERT_TAIL(&clog_all, cl, entry);
 	RB_INSERT(clog_ids, &clog_ids, cl);
@@ -1315,6 +1357,8 @@ consolelog_event(struct consolelog *cl, const char *event, const char *detail)
 	char name[NAME_MAX + 1];
 	struct evbuffer *b;
 	struct stat st;
+	bool nolog = false;
+	size_t held;
 
 	if (cl == NULL || cl->off || event == NULL)
 		return;
@@ -1328,8 +1372,10 @@ consolelog_event(struct consolelog *cl, const char *event, const char *detail)
 		if (fstatat(clog_dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 			if (S_ISREG(st.st_mode))
 				cl->size = (uint64_t)st.st_size;
-		} else if (errno == ENOENT)
+		} else if (errno == ENOENT) {
 			cl->size = 0;
+			nolog = true;
+		}
 	}
 	if (cl->missed > 0)
 		(void)clog_gap(cl);
@@ -1339,6 +1385,16 @@ consolelog_event(struct consolelog *cl, const char *event, const char *detail)
 		clog_json_str(b, detail, CLOG_DETAIL_MAX);
 	}
 	evbuffer_add(b, "}\n", 2);
+	/* No output yet: hold the line rather than create a file for it. */
+	held = cl->held != NULL ? evbuffer_get_length(cl->held) : 0;
+	if (nolog && cl->missed == 0 && (cl->buf == NULL || cl->buf->len == 0) &&
+	    held + evbuffer_get_length(b) <= CLOG_HELD_MAX) {
+		if (cl->held == NULL && (cl->held = evbuffer_new()) == NULL)
+			fatalx("%s: evbuffer_new", __func__);
+		evbuffer_add_buffer(cl->held, b);
+		evbuffer_free(b);
+		return;
+	}
 	if (clog_event_line(cl, b) == -1) {
 		cl->events_lost++;
 		clog_warn(cl, "event lost", cl->werrno);
@@ -1353,15 +1409,20 @@ consolelog_close(struct consolelog *cl)
 {
 	if (cl == NULL)
 		return;
-	clog_unmark_dirty(cl);
-	if (!cl->off)
+	if (!cl->off) {
 		clog_finish(cl);
+		clog_release(cl);
+	}
+	/* After the writes above, which may mark it dirty again. */
+	clog_unmark_dirty(cl);
 	if (cl->missed > 0)
 		log_warnx("console log %s: closed with %" PRIu64
 		    " bytes lost and not recorded", cl->id, cl->missed);
 	clog_close_files(cl);
 	TAILQ_REMOVE(&clog_all, cl, entry);
 	RB_REMOVE(clog_ids, &clog_ids, cl);
+	if (cl->held != NULL)
+		evbuffer_free(cl->held);
 	free(cl->buf);
 	free(cl->path);
 	free(cl->id);
@@ -1369,28 +1430,34 @@ consolelog_close(struct consolelog *cl)
 }
 
 /*
- * SIGHUP: write out and close every file, re-read the log settings
- * (directory, on/off) and create/check each file again by name, so files
- * that logrotate moved away are left behind; the .log opens again on the
- * next write.
+ * SIGHUP: write out and close every file and re-read the log settings
+ * (directory, on/off); each file is opened again by name when next needed,
+ * so files that logrotate moved away are left behind. Nothing is created
+ * here: with tens of thousands of ports that would stall the loop.
  */
 void
 consolelog_reopen_all(void)
 {
 	struct consolelog *cl;
 	char *dir;
+	bool moving;
 
+	/* Held events belong to the old directory if it changes. */
+	dir = cfg.log_enabled ? clog_dir_wanted() : NULL;
+	moving = clog_dirfd == -1 || dir == NULL || clog_dir == NULL ||
+	    strcmp(dir, clog_dir) != 0;
 	TAILQ_FOREACH(cl, &clog_all, entry) {
-		clog_unmark_dirty(cl);
-		if (!cl->off)
+		if (!cl->off) {
 			clog_finish(cl);
+			if (moving)
+				clog_release(cl);
+		}
+		clog_unmark_dirty(cl);
 		free(cl->buf);
 		cl->buf = NULL;
 		clog_close_files(cl);
 	}
-	dir = cfg.log_enabled ? clog_dir_wanted() : NULL;
-	if (clog_dirfd == -1 || dir == NULL || clog_dir == NULL ||
-	    strcmp(dir, clog_dir) != 0)
+	if (moving)
 		clog_open_dir();
 	free(dir);
 	clog_stamp_when = -1;
@@ -1403,11 +1470,7 @@ consolelog_reopen_all(void)
 			continue;
 		cl->rotate_retry = 0;
 		clog_set_path(cl);
-		/* Create and check the files by name; the .log opens lazily. */
-		if (clog_touch(cl, true) == -1) {
-			cl->werrno = errno;
-			clog_warn(cl, "cannot reopen", errno);
-		}
+		/* Files are opened (by name, checked) when next needed. */
 	}
 }
 

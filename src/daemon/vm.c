@@ -281,7 +281,8 @@ vm_try_bind(struct vm_session *vs)
 	if (vs->name != NULL)
 		port_set_name(p, vs->name);
 	evtimer_del(vs->timer);
-	log_info("vm %s: bound to port %s", vs->addr, p->id);
+	log_info("vm %s: bound to port %s (name '%s')", vs->addr, p->id,
+	    log_escape(p->name, strlen(p->name)));
 	port_bind_vm(p, vs);
 	vm_send_ext(vs, VMWEXT_WILL_PROXY, NULL, 0, NULL, 0);
 	/* Release what arrived before identification, in order. */
@@ -365,10 +366,15 @@ vm_name(struct vm_session *vs, const struct vmwext_msg *m)
 {
 	free(vs->name);
 	vs->name = util_sanitize(m->payload, m->len, VSPCD_NAME_MAX);
-	log_info("vm %s: name '%s'", vs->addr,
+	/* Before the bind the name goes into the "bound" line. */
+	if (vs->port == NULL || strcmp(vs->port->name, vs->name) == 0) {
+		log_debug("vm %s: name '%s'", vs->addr,
+		    log_escape(vs->name, strlen(vs->name)));
+		return;
+	}
+	log_info("vm %s: port %s renamed '%s'", vs->addr, vs->port->id,
 	    log_escape(vs->name, strlen(vs->name)));
-	if (vs->port != NULL)
-		port_set_name(vs->port, vs->name);
+	port_set_name(vs->port, vs->name);
 }
 
 /* Dispatch one VMWARE-EXT subnegotiation. */

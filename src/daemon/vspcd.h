@@ -558,6 +558,8 @@ struct db_port {
 };
 int	db_open(const char *state_dir);
 void	db_close(void);
+void	db_batch(struct event_base *);
+void	db_flush(void);
 int	db_port_save(const struct db_port *);
 int	db_port_touch(const char *uuid, const char *uri, time_t);
 int	db_ports_load(time_t not_before,

@@ -183,6 +183,30 @@ count_entries(const char *dir)
 	return (n);
 }
 
+/* Return true if a name in the log dir is a symlink. */
+static bool
+lpath_is_link(const char *name)
+{
+	struct stat st;
+
+	return (lstat(lpath(name), &st) == 0 && S_ISLNK(st.st_mode));
+}
+
+/* Count the newlines of a file; 0 if it cannot be read. */
+static size_t
+count_lines(const char *path)
+{
+	uint8_t *p;
+	size_t len, i, n = 0;
+
+	if ((p = slurp(path, &len)) == NULL)
+		return (0);
+	for (i = 0; i < len; i++)
+		n += p[i] == '\n';
+	free(p);
+	return (n);
+}
+
 /* Fill a buffer with a pattern that repeats every 251 bytes. */
 static uint8_t *
 pattern(size_t len)
@@ -624,7 +648,8 @@ test_hostile_ids(void)
 	consolelog_close(cl);
 	free(longid);
 	ASSERT_TRUE(consolelog_open(NULL) == NULL);
-	ASSERT_INT_EQ(count_entries(logdir), 2);
+	/* Files are created lazily: no output, no event, no file. */
+	ASSERT_INT_EQ(count_entries(logdir), 0);
 	ASSERT_INT_EQ(count_entries(root), 1);	/* logs/ only */
 
 	for (i = 0; i < nitems(good); i++) {
@@ -640,7 +665,27 @@ test_hostile_ids(void)
 	teardown();
 }
 
-/* A symlink named like the log, or its sidecar, is refused. */
+/*
+ * Open, print, record an event and close one log; the files are opened
+ * (and checked) only then, since they are created lazily.
+ */
+static void
+symlink_use(void)
+{
+	struct consolelog *cl;
+
+	cl = consolelog_open(ID);
+	ASSERT_TRUE(cl != NULL);
+	consolelog_event(cl, "vm-connect", "x");
+	consolelog_write(cl, (const uint8_t *)"console", 7);
+	consolelog_event(cl, "vm-disconnect", "x");
+	consolelog_close(cl);
+}
+
+/*
+ * A symlink named like the log, or its sidecar, is refused: never written
+ * through, whenever the file is first opened.
+ */
 static void
 test_symlink(void)
 {
@@ -655,22 +700,81 @@ test_symlink(void)
 	fputs("secret", f);
 	fclose(f);
 	ASSERT_INT_EQ(symlink(target, lpath(ID ".log")), 0);
-	ASSERT_TRUE(consolelog_open(ID) == NULL);
+	symlink_use();
+	ASSERT_TRUE(lpath_is_link(ID ".log"));
 	ASSERT_INT_EQ(unlink(lpath(ID ".log")), 0);
+	(void)unlink(lpath(ID ".events"));
 	ASSERT_INT_EQ(symlink(target, lpath(ID ".events")), 0);
-	ASSERT_TRUE(consolelog_open(ID) == NULL);
+	symlink_use();
+	ASSERT_TRUE(lpath_is_link(ID ".events"));
 	/* A hard link to a file elsewhere is refused too. */
 	ASSERT_INT_EQ(unlink(lpath(ID ".events")), 0);
 	ASSERT_INT_EQ(unlink(lpath(ID ".log")), 0);
 	ASSERT_INT_EQ(link(target, lpath(ID ".log")), 0);
-	ASSERT_TRUE(consolelog_open(ID) == NULL);
+	symlink_use();
 	ASSERT_INT_EQ(unlink(lpath(ID ".log")), 0);
 	/* And a FIFO, without blocking. */
 	ASSERT_INT_EQ(mkfifo(lpath(ID ".log"), 0600), 0);
-	ASSERT_TRUE(consolelog_open(ID) == NULL);
+	symlink_use();
 	got = slurp(target, &glen);
 	ASSERT_MEM_EQ(got, glen, "secret", 6);
 	free(got);
+	teardown();
+}
+
+/*
+ * Events of a port that has not printed are held, not written: no file
+ * until the first output, then they come first and in order, with their
+ * own offsets; a port that never prints gets them when it is closed.
+ */
+static void
+test_events_held(void)
+{
+	struct consolelog *cl;
+	json_t *ev[8];
+	size_t n;
+
+	setup();
+	cl = consolelog_open(ID);
+	ASSERT_TRUE(cl != NULL);
+	consolelog_event(cl, "vm-connect", "a");
+	consolelog_event(cl, "client-attach", "b");
+	ASSERT_INT_EQ(count_entries(logdir), 0);
+	consolelog_write(cl, (const uint8_t *)"hello", 5);
+	consolelog_event(cl, "vm-disconnect", "c");
+	ASSERT_INT_EQ(count_entries(logdir), 2);
+	consolelog_close(cl);
+	n = load_events(ID ".events", ev, nitems(ev));
+	ASSERT_SIZE_EQ(n, 3);
+	ASSERT_STR_EQ(json_string_value(json_object_get(ev[0], "event")),
+	    "vm-connect");
+	ASSERT_INT_EQ(json_integer_value(json_object_get(ev[0], "offset")), 0);
+	ASSERT_STR_EQ(json_string_value(json_object_get(ev[1], "event")),
+	    "client-attach");
+	ASSERT_STR_EQ(json_string_value(json_object_get(ev[2], "event")),
+	    "vm-disconnect");
+	ASSERT_INT_EQ(json_integer_value(json_object_get(ev[2], "offset")), 5);
+	free_events(ev, n);
+
+	/* Never prints: written at close. */
+	cl = consolelog_open(ID ".quiet");
+	ASSERT_TRUE(cl != NULL);
+	consolelog_event(cl, "vm-connect", "a");
+	ASSERT_INT_EQ(count_entries(logdir), 2);
+	consolelog_close(cl);
+	ASSERT_INT_EQ(count_entries(logdir), 3);
+	n = load_events(ID ".quiet.events", ev, nitems(ev));
+	ASSERT_SIZE_EQ(n, 1);
+	free_events(ev, n);
+
+	/* More than CLOG_HELD_MAX bytes of events: written, none lost. */
+	cl = consolelog_open(ID ".busy");
+	ASSERT_TRUE(cl != NULL);
+	for (n = 0; n < 200; n++)
+		consolelog_event(cl, "client-attach", "0123456789");
+	ASSERT_TRUE(exists(lpath(ID ".busy.events")));
+	consolelog_close(cl);
+	ASSERT_SIZE_EQ(count_lines(lpath(ID ".busy.events")), 200);
 	teardown();
 }
 
@@ -1200,6 +1304,7 @@ main(void)
 	T_RUN(test_open_cap);
 	T_RUN(test_idle_reopen);
 	T_RUN(test_events_only);
+	T_RUN(test_events_held);
 	event_base_free(ev_base);
 	return (t_summary());
 }

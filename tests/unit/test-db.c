@@ -595,6 +595,86 @@ test_perf(void)
 	rmtmp(dir);
 }
 
+/* Count the rows of state.db through a second connection (committed). */
+static int
+rows_committed(const char *dir)
+{
+	char path[PATH_MAX];
+	sqlite3 *o;
+	sqlite3_stmt *st;
+	int n = -1;
+
+	(void)snprintf(path, sizeof(path), "%s/state.db", dir);
+	if (sqlite3_open_v2(path, &o, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		return (-1);
+	if (sqlite3_prepare_v2(o, "SELECT count(*) FROM ports", -1, &st,
+	    NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			n = sqlite3_column_int(st, 0);
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(o);
+	return (n);
+}
+
+/*
+ * Batching: the writes of one loop turn are one transaction, committed
+ * before the loop polls again; a UNIQUE failure is still reported by the
+ * call; db_close commits an open batch; db_batch(NULL) ends batching.
+ */
+static void
+test_batch(void)
+{
+	char dir[256], uri[128], id[32], name[32];
+	struct event_base *base;
+	struct db_port dp;
+	int i, n;
+
+	ASSERT_TRUE((base = event_base_new()) != NULL);
+	ASSERT_INT_EQ(tmpdir(dir, sizeof(dir)), 0);
+	ASSERT_INT_EQ(db_open(dir), 0);
+	db_batch(base);
+	for (i = 0; i < 100; i++) {
+		numport(&dp, 1, i, uri, sizeof(uri), id, sizeof(id), name,
+		    sizeof(name));
+		ASSERT_INT_EQ(db_port_save(&dp), 0);
+		ASSERT_INT_EQ(db_port_touch(dp.uuid, dp.uri, 1800000000), 0);
+	}
+	/* Same id for another key: refused at once, the batch goes on. */
+	numport(&dp, 1, 0, uri, sizeof(uri), id, sizeof(id), name,
+	    sizeof(name));
+	dp.uuid[0] = 'f';
+	ASSERT_INT_EQ(db_port_save(&dp), -1);
+	/* Visible on this connection, not yet committed for others. */
+	n = 0;
+	ASSERT_INT_EQ(db_ports_load(1800000000, count_cb, &n), 100);
+	ASSERT_INT_EQ(rows_committed(dir), 0);
+	/* One pass of the loop commits, and leaves nothing active. */
+	ASSERT_INT_EQ(event_base_get_num_events(base,
+	    EVENT_BASE_COUNT_ACTIVE), 1);
+	(void)event_base_loop(base, EVLOOP_NONBLOCK);
+	ASSERT_INT_EQ(rows_committed(dir), 100);
+	ASSERT_INT_EQ(event_base_get_num_events(base,
+	    EVENT_BASE_COUNT_ACTIVE), 0);
+	/* db_close commits what the turn wrote. */
+	numport(&dp, 1, 100, uri, sizeof(uri), id, sizeof(id), name,
+	    sizeof(name));
+	ASSERT_INT_EQ(db_port_save(&dp), 0);
+	ASSERT_INT_EQ(rows_committed(dir), 100);
+	db_close();
+	ASSERT_INT_EQ(rows_committed(dir), 101);
+	/* Batching off: each call commits by itself again. */
+	ASSERT_INT_EQ(db_open(dir), 0);
+	db_batch(NULL);
+	numport(&dp, 1, 101, uri, sizeof(uri), id, sizeof(id), name,
+	    sizeof(name));
+	ASSERT_INT_EQ(db_port_save(&dp), 0);
+	ASSERT_INT_EQ(rows_committed(dir), 102);
+	db_close();
+	event_base_free(base);
+	rmtmp(dir);
+}
+
 /* Mark crash-test ports of one round as present. */
 static void
 seen_cb(const struct db_port *dp, void *arg)
@@ -789,6 +869,7 @@ main(void)
 	T_RUN(test_not_a_db);
 	T_RUN(test_symlink);
 	T_RUN(test_perf);
+	T_RUN(test_batch);
 	T_RUN(test_crash_exit);
 	T_RUN(test_crash_random);
 	return (t_summary());
