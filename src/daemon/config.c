@@ -1338,6 +1338,31 @@ access_rule_parse(struct cfg_ctx *ctx, yaml_document_t *doc, yaml_node_t *n,
 	return (0);
 }
 
+/*
+ * The number of items of a rules sequence v (key what, at most max), or -1
+ * after reporting that v is not a sequence or is too long.
+ */
+static ssize_t
+rules_count(struct cfg_ctx *ctx, yaml_node_t *v, const char *what,
+    const char *shape, size_t max)
+{
+	size_t n;
+
+	if (v->type != YAML_SEQUENCE_NODE) {
+		cfg_error(ctx, node_line(v), "%s wants a list of rules (%s; [] "
+		    "for none)", what, shape);
+		return (-1);
+	}
+	n = (size_t)(v->data.sequence.items.top -
+	    v->data.sequence.items.start);
+	if (n > max) {
+		cfg_error(ctx, node_line(v), "%s: too many rules (%zu, at "
+		    "most %zu)", what, n, max);
+		return (-1);
+	}
+	return ((ssize_t)n);
+}
+
 /* Replace the access rules of the config with the sequence v. */
 static void
 access_parse(struct cfg_ctx *ctx, yaml_document_t *doc, yaml_node_t *v)
@@ -1346,23 +1371,14 @@ access_parse(struct cfg_ctx *ctx, yaml_document_t *doc, yaml_node_t *v)
 	yaml_node_item_t *it;
 	yaml_node_t *item;
 	size_t n, i;
+	ssize_t sn;
 
 	access_free(conf);
 	conf->access_set = 1;
-	if (v->type != YAML_SEQUENCE_NODE) {
-		cfg_error(ctx, node_line(v), "access wants a list of rules "
-		    "({who, consoles, rights}; [] for none)");
+	if ((sn = rules_count(ctx, v, "access", "{who, consoles, rights}",
+	    AUTHZ_MAX_RULES)) <= 0)
 		return;
-	}
-	n = (size_t)(v->data.sequence.items.top -
-	    v->data.sequence.items.start);
-	if (n > AUTHZ_MAX_RULES) {
-		cfg_error(ctx, node_line(v), "access: too many rules (%zu, at "
-		    "most %d)", n, AUTHZ_MAX_RULES);
-		return;
-	}
-	if (n == 0)
-		return;
+	n = (size_t)sn;
 	conf->access = xcalloc(n, sizeof *conf->access);
 	for (i = 0; i < n; i++) {
 		it = v->data.sequence.items.start + i;
@@ -1489,22 +1505,13 @@ sharing_parse(struct cfg_ctx *ctx, yaml_document_t *doc, yaml_node_t *v)
 	struct config *conf = ctx->cfg;
 	yaml_node_t *item;
 	size_t n, i;
+	ssize_t sn;
 
 	sharing_free(conf);
-	if (v->type != YAML_SEQUENCE_NODE) {
-		cfg_error(ctx, node_line(v), "sharing-rules wants a list of "
-		    "rules ({consoles, mode}; [] for none)");
+	if ((sn = rules_count(ctx, v, "sharing-rules", "{consoles, mode}",
+	    SHARING_MAX_RULES)) <= 0)
 		return;
-	}
-	n = (size_t)(v->data.sequence.items.top -
-	    v->data.sequence.items.start);
-	if (n > SHARING_MAX_RULES) {
-		cfg_error(ctx, node_line(v), "sharing-rules: too many rules "
-		    "(%zu, at most %d)", n, SHARING_MAX_RULES);
-		return;
-	}
-	if (n == 0)
-		return;
+	n = (size_t)sn;
 	conf->sharing_rules = xcalloc(n, sizeof *conf->sharing_rules);
 	for (i = 0; i < n; i++) {
 		if ((item = yaml_document_get_node(doc,
