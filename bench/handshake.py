@@ -6,7 +6,9 @@ VMS/2 VMs as fast as possible (--connect-rate 0, up to --max-pending
 handshakes in flight) from 8 source addresses of its own. The rate is all
 identified VMs over the longer of the two ramps (first connect to last
 WILL-PROXY). Runs with per-port listeners off (the protocol path alone) and
-on (--port-range 0: each new port also opens a listener).
+on (--port-range 10000-19999: each new port also opens a listener; an
+explicit range, because bind() to port 0 makes the kernel search for a free
+port each time, which dominated the run with --port-range 0).
 usage: handshake.py [--quick]
 """
 import sys
@@ -44,7 +46,7 @@ def run(port_range, vms, pending):
 
 def main():
     res = {"runs": [run("off", VMS, 1000), run("off", VMS, 4000),
-                    run("0", VMS // 2, 1000)]}
+                    run("10000-19999", VMS // 2, 1000)]}
     best = max(res["runs"][:2], key=lambda r: r["handshakes_per_s"])
     res["handshakes_per_s"] = best["handshakes_per_s"]
     res["best"] = best
