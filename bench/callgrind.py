@@ -16,8 +16,11 @@ import lib
 
 RUNS = [
     ("telnet_decode", "bench-telnet", [], "decode_mb",
-     "telnet_input() of 1 MiB console data (1 % 0xFF, doubled on the wire),"
-     " 16 KiB reads"),
+     "telnet_input_inplace() of 1 MiB console data (1 % 0xFF, doubled on"
+     " the wire), 16 KiB reads, as vm.c"),
+    ("telnet_decode_const", "bench-telnet", [], "decode_const_mb",
+     "telnet_input() of the same (buffer untouched: a run ends at each"
+     " doubled IAC), as client.c"),
     ("telnet_escape", "bench-telnet", [], "escape_mb",
      "memchr + telnet_escape() of 1 MiB for clients"),
     ("fanout_1", "bench-fanout", ["1"], "fanout_mb",
@@ -44,17 +47,17 @@ def main():
         res[key] = {"ir_per_mib": ir, "what": what,
                     "command": "valgrind --tool=callgrind --toggle-collect=%s"
                     " build-bench/%s %s" % (func, prog, " ".join(args))}
-        lines.append("%-14s %12d Ir/MiB  %6.2f Ir/B  %s" % (
+        lines.append("%-19s %12d Ir/MiB  %6.2f Ir/B  %s" % (
             key, ir, ir / 1048576.0, what))
     res["fanout_per_client_ir_per_mib"] = (
         res["fanout_100"]["ir_per_mib"] - res["fanout_1"]["ir_per_mib"]) / 99
-    lines.append("%-14s %12d Ir/MiB  %6.2f Ir/B  %s" % (
+    lines.append("%-19s %12d Ir/MiB  %6.2f Ir/B  %s" % (
         "fanout/client", res["fanout_per_client_ir_per_mib"],
         res["fanout_per_client_ir_per_mib"] / 1048576.0,
         "(fanout_100 - fanout_1) / 99: each extra client"))
     res["events_per_client_ir_per_mib"] = (
         res["events_100"]["ir_per_mib"] - res["events_1"]["ir_per_mib"]) / 99
-    lines.append("%-14s %12d Ir/MiB  %6.2f Ir/B  %s" % (
+    lines.append("%-19s %12d Ir/MiB  %6.2f Ir/B  %s" % (
         "events/client", res["events_per_client_ir_per_mib"],
         res["events_per_client_ir_per_mib"] / 1048576.0,
         "(events_100 - events_1) / 99: each extra client, as vspcd"))
