@@ -28,10 +28,10 @@ RUNS = [
     ("fanout_100", "bench-fanout", ["100"], "fanout_mb",
      "port_output path, 1 MiB to 100 clients"),
     ("events_1", "bench-fanout", ["1", "1", "events"], "fanout_events_mb",
-     "as vspcd: telnet_input + port_output per DATA event, 1 client"),
+     "as vm.c: telnet_input_inplace + port_output per DATA event, 1 client"),
     ("events_100", "bench-fanout", ["100", "1", "events"],
      "fanout_events_mb",
-     "as vspcd: telnet_input + port_output per DATA event, 100 clients"),
+     "as vm.c: telnet_input_inplace + port_output per DATA event, 100 clients"),
 ]
 
 
@@ -60,7 +60,7 @@ def main():
     lines.append("%-19s %12d Ir/MiB  %6.2f Ir/B  %s" % (
         "events/client", res["events_per_client_ir_per_mib"],
         res["events_per_client_ir_per_mib"] / 1048576.0,
-        "(events_100 - events_1) / 99: each extra client, as vspcd"))
+        "(events_100 - events_1) / 99: each extra client, as vm.c"))
     ver = subprocess.run(["valgrind", "--version"], capture_output=True,
                          text=True).stdout.strip()
     cc = subprocess.run(["cc", "--version"], capture_output=True,

@@ -480,47 +480,20 @@ vm_data(struct vm_session *vs, const uint8_t *data, size_t len)
 		vm_pause_read(vs, true);
 }
 
-/*
- * Console data of one read chunk is gathered here and handed on in one
- * call, so a doubled 0xFF (reported by the codec as its own event) does not
- * cost a fan-out per byte. Any other event flushes first, so data before a
- * command (e.g. VMOTION-BEGIN) is always handled before it (R1).
- */
-static uint8_t vm_rx[VM_READ_CHUNK];
-static size_t vm_rx_len;
-
-/* Hand the gathered console data of vs on. */
-static void
-vm_rx_flush(struct vm_session *vs)
-{
-	size_t len = vm_rx_len;
-
-	if (len == 0)
-		return;
-	vm_rx_len = 0;
-	vm_data(vs, vm_rx, len);
-}
-
 /* Events from the telnet codec. */
 static void
 vm_telnet_cb(void *arg, const struct telnet_event *ev)
 {
 	struct vm_session *vs = arg;
 
-	if (ev->type == TELNET_EV_DATA) {
-		if (vm_rx_len + ev->len > sizeof vm_rx)
-			vm_rx_flush(vs);
-		if (ev->len > sizeof vm_rx)
-			vm_data(vs, ev->data, ev->len);
-		else {
-			memcpy(vm_rx + vm_rx_len, ev->data, ev->len);
-			vm_rx_len += ev->len;
-		}
-		return;
-	}
-	vm_rx_flush(vs);
 	switch (ev->type) {
 	case TELNET_EV_DATA:
+		/*
+		 * The codec un-doubles in place: all the console data of a
+		 * read chunk up to the next command is this one event, so
+		 * port_output runs once per read, not once per 0xFF.
+		 */
+		vm_data(vs, ev->data, ev->len);
 		break;
 	case TELNET_EV_SEND:
 		bufferevent_write(vs->bev, ev->data, ev->len);
@@ -547,7 +520,11 @@ vm_telnet_cb(void *arg, const struct telnet_event *ev)
 	}
 }
 
-/* Read what the host sent, in order, without copying. */
+/*
+ * Read what the host sent, in order, without copying: the codec decodes in
+ * place in the input buffer's own chains (filled only by the socket or TLS
+ * read, so writable), and the chunk is drained after.
+ */
 static void
 vm_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -572,8 +549,7 @@ vm_read_cb(struct bufferevent *bev, void *arg)
 
 			if (total + l > VM_READ_CHUNK)
 				l = VM_READ_CHUNK - total;
-			telnet_input(&vs->tn, v[i].iov_base, l);
-			vm_rx_flush(vs);
+			telnet_input_inplace(&vs->tn, v[i].iov_base, l);
 			total += l;
 			if (total >= VM_READ_CHUNK)
 				break;
