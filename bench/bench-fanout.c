@@ -2,10 +2,12 @@
  * bench-fanout: vspcd's VM-to-clients fan-out path without sockets, for
  * callgrind instruction counts (bench/callgrind.sh).
  *
- * What port_output() and client_write_console() do per VM read, modelled
- * with the same libevent calls: memchr for 0xFF, escape once
- * (telnet_escape), append to the 64 KiB replay evbuffer (add + drain),
- * then per client check the queue cap and evbuffer_add the escaped bytes.
+ * What port_output() and client_write_console_ref() do per VM read,
+ * modelled with the same libevent calls: append to the 64 KiB replay
+ * evbuffer (add + drain), escape once into a refcounted chunk
+ * (telnet_escaped_len + telnet_escape), then per client check the queue
+ * cap and evbuffer_add_reference the chunk (under 512 escaped bytes: a
+ * copy per client with evbuffer_add, as port.c does).
  * The kernel write is replaced by evbuffer_drain of what a write would
  * take (the whole queue once it passes 64 KiB). Console logs are off, as
  * in the relay benchmark.
@@ -41,6 +43,32 @@ static uint64_t skipped;
 static uint8_t *wire, *rd;
 static size_t wire_len;
 
+struct chunk {
+	unsigned refs;
+	uint8_t data[];
+};
+
+#define SHARE_MIN	512
+
+static void
+chunk_unref(const void *data, size_t len, void *arg)
+{
+	struct chunk *ch = arg;
+
+	(void)data;
+	(void)len;
+	if (--ch->refs == 0)
+		free(ch);
+}
+
+/* The socket write: the kernel takes the queue once it passes 64 KiB. */
+static void
+client_wrote(struct evbuffer *o)
+{
+	if (evbuffer_get_length(o) >= REPLAY)
+		evbuffer_drain(o, evbuffer_get_length(o));
+}
+
 static void
 client_write(struct evbuffer *o, const uint8_t *data, size_t len)
 {
@@ -49,9 +77,20 @@ client_write(struct evbuffer *o, const uint8_t *data, size_t len)
 		return;
 	}
 	evbuffer_add(o, data, len);
-	/* The socket write: the kernel takes the queue. */
-	if (evbuffer_get_length(o) >= REPLAY)
-		evbuffer_drain(o, evbuffer_get_length(o));
+	client_wrote(o);
+}
+
+static int
+client_write_ref(struct evbuffer *o, struct chunk *ch, size_t len)
+{
+	if (evbuffer_get_length(o) + len > CLIENT_QUEUE) {
+		skipped += len;
+		return 0;
+	}
+	if (evbuffer_add_reference(o, ch->data, len, chunk_unref, ch) != 0)
+		return 0;
+	client_wrote(o);
+	return 1;
 }
 
 static int nclients = 1;
@@ -60,20 +99,36 @@ static int nclients = 1;
 static void
 port_output(const uint8_t *data, size_t len)
 {
-	static uint8_t esc[2 * READ];
-	size_t have;
+	static uint8_t esc[SHARE_MIN];
+	struct chunk *ch;
+	size_t have, elen;
 	int k;
 
 	evbuffer_add(replay, data, len);
-		have = evbuffer_get_length(replay);
-		if (have > REPLAY)
-			evbuffer_drain(replay, have - REPLAY);
-		if (memchr(data, TELNET_IAC, len) != NULL) {
-			len = telnet_escape(esc, data, len);
+	have = evbuffer_get_length(replay);
+	if (have > REPLAY)
+		evbuffer_drain(replay, have - REPLAY);
+	elen = telnet_escaped_len(data, len);
+	if (elen < SHARE_MIN) {
+		if (elen != len) {
+			telnet_escape(esc, data, len);
 			data = esc;
+			len = elen;
 		}
-	for (k = 0; k < nclients; k++)
-		client_write(out[k], data, len);
+		for (k = 0; k < nclients; k++)
+			client_write(out[k], data, len);
+		return;
+	}
+	if ((ch = malloc(sizeof *ch + elen)) == NULL)
+		abort();
+	ch->refs = 1;
+	telnet_escape(ch->data, data, len);
+	for (k = 0; k < nclients; k++) {
+		ch->refs++;
+		if (!client_write_ref(out[k], ch, elen))
+			ch->refs--;
+	}
+	chunk_unref(ch->data, elen, ch);
 }
 
 /* Whole 16 KiB reads handed to port_output (a lower bound). */

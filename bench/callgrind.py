@@ -24,7 +24,7 @@ RUNS = [
     ("telnet_escape", "bench-telnet", [], "escape_mb",
      "memchr + telnet_escape() of 1 MiB for clients"),
     ("fanout_1", "bench-fanout", ["1"], "fanout_mb",
-     "port_output path, 1 MiB to 1 client (replay + escape + evbuffer)"),
+     "port_output path, 1 MiB to 1 client (replay + escape once + reference per client)"),
     ("fanout_100", "bench-fanout", ["100"], "fanout_mb",
      "port_output path, 1 MiB to 100 clients"),
     ("events_1", "bench-fanout", ["1", "1", "events"], "fanout_events_mb",

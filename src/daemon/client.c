@@ -45,14 +45,16 @@ client_puts(struct client *c, const char *s)
 	bufferevent_write(c->bev, s, strlen(s));
 }
 
-/* Console output for this client, subject to its queue cap. */
-void
-client_write_console(struct client *c, const uint8_t *data, size_t len)
+/*
+ * True if len more bytes of console output fit under the client's queue
+ * cap; otherwise they are counted as skipped (the notice comes once the
+ * queue has drained, in client_write_cb).
+ */
+static bool
+client_console_room(struct client *c, struct evbuffer *out, size_t len)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-
 	if (c->dead)
-		return;
+		return (false);
 	if (c->skipping || evbuffer_get_length(out) + len > cfg.client_queue) {
 		if (!c->skipping)
 			log_info("client %s: too slow, skipping output",
@@ -60,9 +62,35 @@ client_write_console(struct client *c, const uint8_t *data, size_t len)
 		c->skipping = true;
 		c->skipped += len;
 		c->gap += len;
-		return;
+		return (false);
 	}
-	evbuffer_add(out, data, len);
+	return (true);
+}
+
+/* Console output for this client, subject to its queue cap. */
+void
+client_write_console(struct client *c, const uint8_t *data, size_t len)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	if (client_console_room(c, out, len))
+		evbuffer_add(out, data, len);
+}
+
+/*
+ * The same by reference, without a copy: the queue holds data until it is
+ * written, then calls unref(data, len, arg). Returns true if it took the
+ * reference (false: skipped, or no memory; unref is then not called).
+ */
+bool
+client_write_console_ref(struct client *c, const uint8_t *data, size_t len,
+    evbuffer_ref_cleanup_cb unref, void *arg)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	if (!client_console_room(c, out, len))
+		return (false);
+	return (evbuffer_add_reference(out, data, len, unref, arg) == 0);
 }
 
 /* Stop or resume reading a client (backpressure from the VM queue). */
