@@ -36,6 +36,7 @@
  * time and up to VM_READ_BUDGET per callback (so one busy VM does not hold
  * the loop).
  */
+#define VM_LIBEVENT_READ	4096	/* EVBUFFER_MAX_READ */
 #define VM_READ_MORE		32768
 #define VM_READ_BUDGET		(4 * VM_READ_MORE)
 #define VM_RETIRE_TIMEOUT	10
@@ -549,17 +550,21 @@ vm_read_more(struct vm_session *vs, struct evbuffer *in)
 	evutil_socket_t fd;
 	ssize_t n;
 	int r, err;
+	bool more;
 
 	if (evbuffer_get_length(in) > sizeof buf || tls_bev_is_tls(vs->bev))
 		return (0);
 	fd = bufferevent_getfd(vs->bev);
+	/* libevent read less than its 4 KiB: the socket is drained. */
+	more = evbuffer_get_length(in) >= VM_LIBEVENT_READ;
 	while (budget > 0 && !vs->dead && !vs->read_paused &&
 	    !vs->retiring) {
 		/* Older bytes first: all of libevent's, then the socket. */
 		if ((r = evbuffer_remove(in, buf, sizeof buf)) < 0)
 			return (0);
 		have = (size_t)r;
-		n = read(fd, buf + have, sizeof buf - have);
+		n = more ? read(fd, buf + have, sizeof buf - have) : 0;
+		more = true;
 		err = n == -1 ? errno : 0;
 		if (n > 0)
 			have += (size_t)n;
