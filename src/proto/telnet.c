@@ -446,12 +446,16 @@ telnet_parse(struct telnet *t, const uint8_t *buf, uint8_t *mut, size_t len)
 				 * 0xFF. The const mode reports it alone, as
 				 * a pointer into the input.
 				 */
+				t->state = TELNET_S_DATA;
+				if (mut != NULL && r.p != NULL) {
+					*r.w++ = TELNET_IAC;	/* no call */
+					break;
+				}
 				if (mut == NULL)
 					telnet_run_flush(t, &r);
 				telnet_run_add(t, &r, p - 1, 1);
 				if (mut == NULL)
 					telnet_run_flush(t, &r);
-				t->state = TELNET_S_DATA;
 				break;
 			}
 			telnet_run_flush(t, &r);
