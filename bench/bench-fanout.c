@@ -2,19 +2,23 @@
  * bench-fanout: vspcd's VM-to-clients fan-out path without sockets, for
  * callgrind instruction counts (bench/callgrind.sh).
  *
- * What port_output() and client_write_console() do per VM read, modelled
- * with the same libevent calls: memchr for 0xFF, escape once
- * (telnet_escape), append to the 64 KiB replay evbuffer (add + drain),
- * then per client check the queue cap and evbuffer_add the escaped bytes.
+ * What port_output() and client_write_console_ref() do per VM read,
+ * modelled with the same libevent calls: append to the 64 KiB replay
+ * evbuffer (add + drain), escape once into a refcounted chunk
+ * (telnet_escaped_len + telnet_escape), then per client check the queue
+ * cap and evbuffer_add_reference the chunk (under 512 escaped bytes: a
+ * copy per client with evbuffer_add, as port.c does).
  * The kernel write is replaced by evbuffer_drain of what a write would
  * take (the whole queue once it passes 64 KiB). Console logs are off, as
  * in the relay benchmark.
  *
  * fanout_mb() pushes 1 MiB of console data (about 1 % 0xFF) to K
- * clients as whole 16 KiB reads (the cost if port_output saw whole runs);
- * fanout_events_mb() decodes the VM's wire bytes with telnet_input() and
- * calls port_output() per DATA event, as vspcd does. Both are noinline so
- * callgrind --toggle-collect can count them alone.
+ * clients as whole 16 KiB reads (port_output alone); fanout_events_mb()
+ * decodes the VM's wire bytes in 16 KiB reads with telnet_input_inplace()
+ * and calls port_output() per DATA event, as vm.c does (one per read: the
+ * codec un-doubles IAC IAC in place). The copy standing for the socket
+ * read is made outside, in main. Both are noinline so callgrind
+ * --toggle-collect can count them alone.
  * Usage: bench-fanout CLIENTS [ITER [events]]
  */
 #include <stdbool.h>
@@ -36,8 +40,34 @@ static uint8_t *plain;
 static struct evbuffer *replay;
 static struct evbuffer **out;
 static uint64_t skipped;
-static uint8_t *wire;
+static uint8_t *wire, *rd;
 static size_t wire_len;
+
+struct chunk {
+	unsigned refs;
+	uint8_t data[];
+};
+
+#define SHARE_MIN	512
+
+static void
+chunk_unref(const void *data, size_t len, void *arg)
+{
+	struct chunk *ch = arg;
+
+	(void)data;
+	(void)len;
+	if (--ch->refs == 0)
+		free(ch);
+}
+
+/* The socket write: the kernel takes the queue once it passes 64 KiB. */
+static void
+client_wrote(struct evbuffer *o)
+{
+	if (evbuffer_get_length(o) >= REPLAY)
+		evbuffer_drain(o, evbuffer_get_length(o));
+}
 
 static void
 client_write(struct evbuffer *o, const uint8_t *data, size_t len)
@@ -47,9 +77,20 @@ client_write(struct evbuffer *o, const uint8_t *data, size_t len)
 		return;
 	}
 	evbuffer_add(o, data, len);
-	/* The socket write: the kernel takes the queue. */
-	if (evbuffer_get_length(o) >= REPLAY)
-		evbuffer_drain(o, evbuffer_get_length(o));
+	client_wrote(o);
+}
+
+static int
+client_write_ref(struct evbuffer *o, struct chunk *ch, size_t len)
+{
+	if (evbuffer_get_length(o) + len > CLIENT_QUEUE) {
+		skipped += len;
+		return 0;
+	}
+	if (evbuffer_add_reference(o, ch->data, len, chunk_unref, ch) != 0)
+		return 0;
+	client_wrote(o);
+	return 1;
 }
 
 static int nclients = 1;
@@ -58,20 +99,36 @@ static int nclients = 1;
 static void
 port_output(const uint8_t *data, size_t len)
 {
-	static uint8_t esc[2 * READ];
-	size_t have;
+	static uint8_t esc[SHARE_MIN];
+	struct chunk *ch;
+	size_t have, elen;
 	int k;
 
 	evbuffer_add(replay, data, len);
-		have = evbuffer_get_length(replay);
-		if (have > REPLAY)
-			evbuffer_drain(replay, have - REPLAY);
-		if (memchr(data, TELNET_IAC, len) != NULL) {
-			len = telnet_escape(esc, data, len);
+	have = evbuffer_get_length(replay);
+	if (have > REPLAY)
+		evbuffer_drain(replay, have - REPLAY);
+	elen = telnet_escaped_len(data, len);
+	if (elen < SHARE_MIN) {
+		if (elen != len) {
+			telnet_escape(esc, data, len);
 			data = esc;
+			len = elen;
 		}
-	for (k = 0; k < nclients; k++)
-		client_write(out[k], data, len);
+		for (k = 0; k < nclients; k++)
+			client_write(out[k], data, len);
+		return;
+	}
+	if ((ch = malloc(sizeof *ch + elen)) == NULL)
+		abort();
+	ch->refs = 1;
+	telnet_escape(ch->data, data, len);
+	for (k = 0; k < nclients; k++) {
+		ch->refs++;
+		if (!client_write_ref(out[k], ch, elen))
+			ch->refs--;
+	}
+	chunk_unref(ch->data, elen, ch);
 }
 
 /* Whole 16 KiB reads handed to port_output (a lower bound). */
@@ -95,9 +152,8 @@ tn_cb(void *arg, const struct telnet_event *ev)
 }
 
 /*
- * As vspcd does it: the VM's wire bytes (0xFF doubled) through
- * telnet_input(), port_output() once per DATA event (a doubled IAC is an
- * event of its own, so a run ends at every 0xFF).
+ * As vm.c does it: the VM's wire bytes (0xFF doubled) decoded in place in
+ * the read buffer, port_output() once per DATA event.
  */
 __attribute__((noinline)) static void
 fanout_events_mb(struct telnet *tn)
@@ -106,7 +162,7 @@ fanout_events_mb(struct telnet *tn)
 
 	for (off = 0; off < wire_len; off += n) {
 		n = wire_len - off < READ ? wire_len - off : READ;
-		telnet_input(tn, wire + off, n);
+		telnet_input_inplace(tn, rd + off, n);
 	}
 }
 
@@ -124,6 +180,7 @@ main(int argc, char **argv)
 		return 2;
 	plain = malloc(MB);
 	wire = malloc(2 * MB);
+	rd = malloc(2 * MB);
 	out = calloc((size_t)nclients, sizeof *out);
 	if (plain == NULL || out == NULL || (replay = evbuffer_new()) == NULL)
 		return 1;
@@ -139,22 +196,26 @@ main(int argc, char **argv)
 	for (k = 0; k < nclients; k++)
 		if ((out[k] = evbuffer_new()) == NULL)
 			return 1;
-	if (wire == NULL)
+	if (wire == NULL || rd == NULL)
 		return 1;
 	wire_len = telnet_escape(wire, plain, MB);
 	telnet_init(&tn, tn_cb, NULL);
 	telnet_set_accept(&tn, TELOPT_BINARY, true, true);
 	for (it = 0; it < iter; it++) {
-		if (events)
+		if (events) {
+			memcpy(rd, wire, wire_len);	/* the socket read */
 			fanout_events_mb(&tn);
+		}
 		else
 			fanout_mb();
 	}
 	telnet_free(&tn);
 	printf("bench-fanout: %d x 1 MiB to %d clients (%s), %llu B skipped\n",
-	    iter, nclients, events ? "per DATA event" : "per 16 KiB read",
+	    iter, nclients, events ? "per DATA event, in place" :
+	    "per 16 KiB read",
 	    (unsigned long long)skipped);
 	free(wire);
+	free(rd);
 	for (k = 0; k < nclients; k++)
 		evbuffer_free(out[k]);
 	evbuffer_free(replay);

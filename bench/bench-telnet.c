@@ -4,8 +4,11 @@
  *
  * 1 MiB of console data (printable text with about 1 % 0xFF bytes, fixed
  * seed) is escaped the way ESXi sends it, then:
- *   decode_mb()  feeds the wire bytes to telnet_input() in 16 KiB reads
- *                (the daemon's read size), counting the DATA events;
+ *   decode_mb()  feeds the wire bytes to telnet_input_inplace() in 16 KiB
+ *                reads, as vm.c does (the copy that stands for the socket
+ *                read is made outside, in main), counting the DATA events;
+ *   decode_const_mb()  the same through telnet_input() (buffer untouched,
+ *                a doubled IAC ends a run), as client.c does;
  *   escape_mb()  escapes the decoded console bytes again for clients
  *                (memchr for 0xFF, then telnet_escape), as port_output does.
  * Each is a noinline function so callgrind --toggle-collect can count it
@@ -22,7 +25,7 @@
 #define READ	(16 * 1024)
 
 static uint64_t data_bytes, data_events;
-static uint8_t *plain, *wire, *decoded, *esc;
+static uint8_t *plain, *wire, *rd, *decoded, *esc;
 static size_t wire_len, dec_len;
 
 static void
@@ -39,6 +42,18 @@ cb(void *arg, const struct telnet_event *ev)
 
 __attribute__((noinline)) static void
 decode_mb(struct telnet *tn)
+{
+	size_t off, n;
+
+	dec_len = 0;
+	for (off = 0; off < wire_len; off += n) {
+		n = wire_len - off < READ ? wire_len - off : READ;
+		telnet_input_inplace(tn, rd + off, n);
+	}
+}
+
+__attribute__((noinline)) static void
+decode_const_mb(struct telnet *tn)
 {
 	size_t off, n;
 
@@ -74,9 +89,10 @@ main(int argc, char **argv)
 
 	plain = malloc(MB);
 	wire = malloc(2 * MB);
+	rd = malloc(2 * MB);
 	decoded = malloc(MB);
 	esc = malloc(2 * READ);
-	if (plain == NULL || wire == NULL || decoded == NULL || esc == NULL)
+	if (plain == NULL || wire == NULL || rd == NULL || decoded == NULL || esc == NULL)
 		return 1;
 	for (i = 0; i < MB; i++) {
 		x = x * 1103515245u + 12345u;
@@ -92,9 +108,15 @@ main(int argc, char **argv)
 	telnet_init(&tn, cb, NULL);
 	telnet_set_accept(&tn, TELOPT_BINARY, true, true);
 	for (it = 0; it < iter; it++) {
+		memcpy(rd, wire, wire_len);	/* the socket read */
 		decode_mb(&tn);
 		if (dec_len != MB || memcmp(decoded, plain, MB) != 0) {
 			fprintf(stderr, "bench-telnet: decode mismatch\n");
+			return 1;
+		}
+		decode_const_mb(&tn);
+		if (dec_len != MB || memcmp(decoded, plain, MB) != 0) {
+			fprintf(stderr, "bench-telnet: const decode mismatch\n");
 			return 1;
 		}
 		out += escape_mb();
@@ -105,6 +127,7 @@ main(int argc, char **argv)
 	    wire_len, (unsigned long long)data_events, out);
 	free(plain);
 	free(wire);
+	free(rd);
 	free(decoded);
 	free(esc);
 	return 0;

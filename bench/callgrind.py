@@ -16,19 +16,22 @@ import lib
 
 RUNS = [
     ("telnet_decode", "bench-telnet", [], "decode_mb",
-     "telnet_input() of 1 MiB console data (1 % 0xFF, doubled on the wire),"
-     " 16 KiB reads"),
+     "telnet_input_inplace() of 1 MiB console data (1 % 0xFF, doubled on"
+     " the wire), 16 KiB reads, as vm.c"),
+    ("telnet_decode_const", "bench-telnet", [], "decode_const_mb",
+     "telnet_input() of the same (buffer untouched: a run ends at each"
+     " doubled IAC), as client.c"),
     ("telnet_escape", "bench-telnet", [], "escape_mb",
      "memchr + telnet_escape() of 1 MiB for clients"),
     ("fanout_1", "bench-fanout", ["1"], "fanout_mb",
-     "port_output path, 1 MiB to 1 client (replay + escape + evbuffer)"),
+     "port_output path, 1 MiB to 1 client (replay + escape once + reference per client)"),
     ("fanout_100", "bench-fanout", ["100"], "fanout_mb",
      "port_output path, 1 MiB to 100 clients"),
     ("events_1", "bench-fanout", ["1", "1", "events"], "fanout_events_mb",
-     "as vspcd: telnet_input + port_output per DATA event, 1 client"),
+     "as vm.c: telnet_input_inplace + port_output per DATA event, 1 client"),
     ("events_100", "bench-fanout", ["100", "1", "events"],
      "fanout_events_mb",
-     "as vspcd: telnet_input + port_output per DATA event, 100 clients"),
+     "as vm.c: telnet_input_inplace + port_output per DATA event, 100 clients"),
 ]
 
 
@@ -44,20 +47,20 @@ def main():
         res[key] = {"ir_per_mib": ir, "what": what,
                     "command": "valgrind --tool=callgrind --toggle-collect=%s"
                     " build-bench/%s %s" % (func, prog, " ".join(args))}
-        lines.append("%-14s %12d Ir/MiB  %6.2f Ir/B  %s" % (
+        lines.append("%-19s %12d Ir/MiB  %6.2f Ir/B  %s" % (
             key, ir, ir / 1048576.0, what))
     res["fanout_per_client_ir_per_mib"] = (
         res["fanout_100"]["ir_per_mib"] - res["fanout_1"]["ir_per_mib"]) / 99
-    lines.append("%-14s %12d Ir/MiB  %6.2f Ir/B  %s" % (
+    lines.append("%-19s %12d Ir/MiB  %6.2f Ir/B  %s" % (
         "fanout/client", res["fanout_per_client_ir_per_mib"],
         res["fanout_per_client_ir_per_mib"] / 1048576.0,
         "(fanout_100 - fanout_1) / 99: each extra client"))
     res["events_per_client_ir_per_mib"] = (
         res["events_100"]["ir_per_mib"] - res["events_1"]["ir_per_mib"]) / 99
-    lines.append("%-14s %12d Ir/MiB  %6.2f Ir/B  %s" % (
+    lines.append("%-19s %12d Ir/MiB  %6.2f Ir/B  %s" % (
         "events/client", res["events_per_client_ir_per_mib"],
         res["events_per_client_ir_per_mib"] / 1048576.0,
-        "(events_100 - events_1) / 99: each extra client, as vspcd"))
+        "(events_100 - events_1) / 99: each extra client, as vm.c"))
     ver = subprocess.run(["valgrind", "--version"], capture_output=True,
                          text=True).stdout.strip()
     cc = subprocess.run(["cc", "--version"], capture_output=True,

@@ -31,6 +31,7 @@
 #include "vspcd.h"
 
 #define CLIENT_READ_CHUNK	16384
+#define CLIENT_WRITE_MAX	(256 * 1024)	/* per write (libevent: 16 KiB) */
 #define CLIENT_PROMPT		"console (name, uuid or id): "
 
 struct clients all_clients = TAILQ_HEAD_INITIALIZER(all_clients);
@@ -70,14 +71,16 @@ client_notice(struct client *c, const char *fmt, ...)
 	bufferevent_write(c->bev, "]\r\n", 3);
 }
 
-/* Console output for this client, subject to its queue cap. */
-void
-client_write_console(struct client *c, const uint8_t *data, size_t len)
+/*
+ * True if len more bytes of console output fit under the client's queue
+ * cap; otherwise they are counted as skipped (the notice comes once the
+ * queue has drained, in client_write_cb).
+ */
+static bool
+client_console_room(struct client *c, struct evbuffer *out, size_t len)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-
 	if (c->dead)
-		return;
+		return (false);
 	if (c->skipping || evbuffer_get_length(out) + len > cfg.client_queue) {
 		if (!c->skipping)
 			log_info("client %s: too slow, skipping output",
@@ -85,10 +88,66 @@ client_write_console(struct client *c, const uint8_t *data, size_t len)
 		c->skipping = true;
 		c->skipped += len;
 		c->gap += len;
-		return;
+		return (false);
 	}
-	evbuffer_add(out, data, len);
 	c->bytes_out += len;
+	return (true);
+}
+
+/*
+ * Write-through: with nothing queued for a plain-TCP client, send at once
+ * (no event-loop turn, no EV_WRITE add and delete per write) and let only
+ * what the socket did not take be queued. Returns the bytes sent; errors
+ * are left for libevent's own write to report.
+ */
+static size_t
+client_send_now(struct client *c, struct evbuffer *out, const uint8_t *data,
+    size_t len)
+{
+	ssize_t n;
+
+	if (evbuffer_get_length(out) != 0 || c->tls_wait ||
+	    tls_bev_is_tls(c->bev))
+		return (0);
+	n = send(bufferevent_getfd(c->bev), data, len,
+	    MSG_DONTWAIT | MSG_NOSIGNAL);
+	return (n > 0 ? (size_t)n : 0);
+}
+
+/* Console output for this client, subject to its queue cap. */
+void
+client_write_console(struct client *c, const uint8_t *data, size_t len)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t sent;
+
+	if (!client_console_room(c, out, len))
+		return;
+	sent = client_send_now(c, out, data, len);
+	if (sent < len)
+		evbuffer_add(out, data + sent, len - sent);
+}
+
+/*
+ * The same by reference, without a copy: the queue holds data until it is
+ * written, then calls unref(data, len, arg). Returns true if it took the
+ * reference (false: skipped, sent at once, or no memory; unref is then
+ * not called).
+ */
+bool
+client_write_console_ref(struct client *c, const uint8_t *data, size_t len,
+    evbuffer_ref_cleanup_cb unref, void *arg)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t sent;
+
+	if (!client_console_room(c, out, len))
+		return (false);
+	sent = client_send_now(c, out, data, len);
+	if (sent == len)
+		return (false);		/* all sent: no reference kept */
+	return (evbuffer_add_reference(out, data + sent, len - sent, unref,
+	    arg) == 0);
 }
 
 /* Stop or resume reading a client (backpressure from the VM queue). */
@@ -639,6 +698,7 @@ client_new(evutil_socket_t fd, struct sockaddr *sa, int salen, bool tls)
 	    client_event_cb, c);
 	bufferevent_setwatermark(c->bev, EV_WRITE, cfg.client_queue / 2, 0);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, CLIENT_READ_CHUNK);
+	bufferevent_set_max_single_write(c->bev, CLIENT_WRITE_MAX);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 
 	telnet_init(&c->tn, client_telnet_cb, c);

@@ -699,12 +699,39 @@ port_replay(struct port *p, struct client *c)
 	port_replay_send(p, c);
 }
 
-/* Fan VM output out to every attached client. */
+/*
+ * Output escaped once for every client: each client's queue holds a
+ * reference to it (evbuffer_add_reference), so a read costs one copy
+ * whatever the number of clients; freed when the last queue lets go.
+ */
+struct port_chunk {
+	u_int	 refs;
+	uint8_t	 data[];
+};
+
+/* Escaped output smaller than this is copied to each queue instead. */
+#define PORT_SHARE_MIN	512
+
+/* A queue (or port_output itself) lets go of a shared chunk. */
+static void
+port_chunk_unref(const void *data, size_t len, void *arg)
+{
+	struct port_chunk *ch = arg;
+
+	if (--ch->refs == 0)
+		free(ch);
+}
+
+/*
+ * Fan VM output out to every attached client: log and replay get the raw
+ * bytes; clients get them escaped, once per call (one call per VM read).
+ */
 void
 port_output(struct port *p, const uint8_t *data, size_t len)
 {
 	static uint8_t *esc;
 	static size_t esccap;
+	struct port_chunk *ch;
 	struct client *c, *c1;
 	size_t elen;
 
@@ -713,20 +740,34 @@ port_output(struct port *p, const uint8_t *data, size_t len)
 		p->log_lost += len;
 	consolelog_write(p->log, data, len);
 	port_replay_add(p, data, len);
-	if (TAILQ_EMPTY(&p->clients))
+	if (TAILQ_EMPTY(&p->clients) || len == 0)
 		return;
-	/* Escape once for all clients. */
-	if (memchr(data, TELNET_IAC, len) != NULL) {
-		if (esccap < len * 2) {
-			esccap = len * 2;
-			esc = xrealloc(esc, esccap);
+	elen = telnet_escaped_len(data, len);
+	if (elen < PORT_SHARE_MIN) {
+		/* Small: a copy per client is cheaper than a reference. */
+		if (elen != len) {
+			if (esccap < elen) {
+				esccap = PORT_SHARE_MIN;
+				esc = xrealloc(esc, esccap);
+			}
+			telnet_escape(esc, data, len);
+			data = esc;
+			len = elen;
 		}
-		elen = telnet_escape(esc, data, len);
-		data = esc;
-		len = elen;
+		TAILQ_FOREACH_SAFE(c, &p->clients, entry, c1)
+			client_write_console(c, data, len);
+		return;
 	}
-	TAILQ_FOREACH_SAFE(c, &p->clients, entry, c1)
-		client_write_console(c, data, len);
+	ch = xmalloc(sizeof *ch + elen);
+	ch->refs = 1;		/* ours, until the loop is done */
+	telnet_escape(ch->data, data, len);
+	TAILQ_FOREACH_SAFE(c, &p->clients, entry, c1) {
+		ch->refs++;
+		if (!client_write_console_ref(c, ch->data, elen,
+		    port_chunk_unref, ch))
+			ch->refs--;
+	}
+	port_chunk_unref(ch->data, elen, ch);
 }
 
 /* Send client input to the VM, or count it as dropped if none. */

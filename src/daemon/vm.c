@@ -24,10 +24,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vspcd.h"
 
 #define VM_READ_CHUNK		16384
+/*
+ * libevent 2.1 reads at most 4 KiB per read callback (EVBUFFER_MAX_READ in
+ * evbuffer_read; bufferevent_set_max_single_read cannot raise it), so the
+ * read callback reads on from a plain socket itself, VM_READ_MORE at a
+ * time and up to VM_READ_BUDGET per callback (so one busy VM does not hold
+ * the loop).
+ */
+#define VM_LIBEVENT_READ	4096	/* EVBUFFER_MAX_READ */
+#define VM_READ_MORE		32768
+#define VM_READ_BUDGET		(4 * VM_READ_MORE)
 #define VM_RETIRE_TIMEOUT	10
 #define VM_MAX_ERRORS_LOGGED	8
 
@@ -486,47 +497,20 @@ vm_data(struct vm_session *vs, const uint8_t *data, size_t len)
 		vm_pause_read(vs, true);
 }
 
-/*
- * Console data of one read chunk is gathered here and handed on in one
- * call, so a doubled 0xFF (reported by the codec as its own event) does not
- * cost a fan-out per byte. Any other event flushes first, so data before a
- * command (e.g. VMOTION-BEGIN) is always handled before it (R1).
- */
-static uint8_t vm_rx[VM_READ_CHUNK];
-static size_t vm_rx_len;
-
-/* Hand the gathered console data of vs on. */
-static void
-vm_rx_flush(struct vm_session *vs)
-{
-	size_t len = vm_rx_len;
-
-	if (len == 0)
-		return;
-	vm_rx_len = 0;
-	vm_data(vs, vm_rx, len);
-}
-
 /* Events from the telnet codec. */
 static void
 vm_telnet_cb(void *arg, const struct telnet_event *ev)
 {
 	struct vm_session *vs = arg;
 
-	if (ev->type == TELNET_EV_DATA) {
-		if (vm_rx_len + ev->len > sizeof vm_rx)
-			vm_rx_flush(vs);
-		if (ev->len > sizeof vm_rx)
-			vm_data(vs, ev->data, ev->len);
-		else {
-			memcpy(vm_rx + vm_rx_len, ev->data, ev->len);
-			vm_rx_len += ev->len;
-		}
-		return;
-	}
-	vm_rx_flush(vs);
 	switch (ev->type) {
 	case TELNET_EV_DATA:
+		/*
+		 * The codec un-doubles in place: all the console data of a
+		 * read chunk up to the next command is this one event, so
+		 * port_output runs once per read, not once per 0xFF.
+		 */
+		vm_data(vs, ev->data, ev->len);
 		break;
 	case TELNET_EV_SEND:
 		bufferevent_write(vs->bev, ev->data, ev->len);
@@ -553,7 +537,61 @@ vm_telnet_cb(void *arg, const struct telnet_event *ev)
 	}
 }
 
-/* Read what the host sent, in order, without copying. */
+/*
+ * The plain-TCP read path: what libevent read (at most 4 KiB, see
+ * VM_READ_MORE) is moved into one static buffer and the socket is read on
+ * behind it, so a callback decodes (in place) and fans out up to
+ * VM_READ_MORE at a time, up to VM_READ_BUDGET. Stops when the socket is
+ * drained, the budget is spent, reading is paused (pre-bind cap) or the
+ * session is dead or retiring (whose reads are off); TLS sessions, and
+ * input left by a pause, take the evbuffer path in vm_read_cb. EOF is left
+ * for libevent's next read to report; an error closes the session here
+ * (this read consumed it). Returns -1 if the session was closed.
+ */
+static int
+vm_read_more(struct vm_session *vs, struct evbuffer *in)
+{
+	static uint8_t buf[VM_READ_MORE];
+	size_t have, budget = VM_READ_BUDGET;
+	evutil_socket_t fd;
+	ssize_t n;
+	int r, err;
+	bool more;
+
+	if (evbuffer_get_length(in) > sizeof buf || tls_bev_is_tls(vs->bev))
+		return (0);
+	fd = bufferevent_getfd(vs->bev);
+	/* libevent read less than its 4 KiB: the socket is drained. */
+	more = evbuffer_get_length(in) >= VM_LIBEVENT_READ;
+	while (budget > 0 && !vs->dead && !vs->read_paused &&
+	    !vs->retiring) {
+		/* Older bytes first: all of libevent's, then the socket. */
+		if ((r = evbuffer_remove(in, buf, sizeof buf)) < 0)
+			return (0);
+		have = (size_t)r;
+		n = more ? read(fd, buf + have, sizeof buf - have) : 0;
+		more = true;
+		err = n == -1 ? errno : 0;
+		if (n > 0)
+			have += (size_t)n;
+		if (have > 0)
+			telnet_input_inplace(&vs->tn, buf, have);
+		if (err != 0 && err != EAGAIN && err != EINTR) {
+			vm_close(vs, strerror(err));
+			return (-1);
+		}
+		if (have < sizeof buf)
+			break;		/* drained, or EOF for libevent */
+		budget -= have;
+	}
+	return (0);
+}
+
+/*
+ * Read what the host sent, in order, without copying: the codec decodes in
+ * place in the input buffer's own chains (filled only by the socket or TLS
+ * read, so writable), and the chunk is drained after.
+ */
 static void
 vm_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -568,6 +606,8 @@ vm_read_cb(struct bufferevent *bev, void *arg)
 	 * for the pre-identification cap: the identity may be in there. The
 	 * hold buffer is thus bounded by the cap plus one read watermark.
 	 */
+	if (vm_read_more(vs, in) == -1)
+		return;		/* closed */
 	while (!vs->dead && (total = evbuffer_get_length(in)) > 0) {
 		n = evbuffer_peek(in, VM_READ_CHUNK, NULL, v, nitems(v));
 		if (n > (int)nitems(v))
@@ -578,8 +618,7 @@ vm_read_cb(struct bufferevent *bev, void *arg)
 
 			if (total + l > VM_READ_CHUNK)
 				l = VM_READ_CHUNK - total;
-			telnet_input(&vs->tn, v[i].iov_base, l);
-			vm_rx_flush(vs);
+			telnet_input_inplace(&vs->tn, v[i].iov_base, l);
 			total += l;
 			if (total >= VM_READ_CHUNK)
 				break;

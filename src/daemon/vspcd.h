@@ -456,6 +456,8 @@ void	client_accept_port_cb(struct evconnlistener *, evutil_socket_t,
 void	client_accept_unix_cb(struct evconnlistener *, evutil_socket_t,
 	    struct sockaddr *, int, void *);
 void	client_write_console(struct client *, const uint8_t *, size_t);
+bool	client_write_console_ref(struct client *, const uint8_t *, size_t,
+	    evbuffer_ref_cleanup_cb, void *);
 void	client_pause(struct client *, bool);
 void	client_close(struct client *, const char *reason);
 void	client_close_all(void);

@@ -1,10 +1,14 @@
 /*
  * Pure telnet codec.
  *
- * The parser is a byte state machine whose state lives in struct telnet, so
- * input may be cut anywhere. Data runs are reported as pointers into the
- * caller's buffer; only subnegotiation payloads are copied (un-doubled) into
- * t->sb, which grows on demand up to t->sb_max.
+ * The parser is a state machine whose state lives in struct telnet, so
+ * input may be cut anywhere. In the data state it jumps from IAC to IAC
+ * with memchr; commands and subnegotiations go a byte at a time. Data runs
+ * are reported as pointers into the caller's buffer: telnet_input() leaves
+ * the buffer alone (so a doubled IAC ends a run), telnet_input_inplace()
+ * un-doubles IAC IAC in the buffer so that the data between two commands
+ * is one DATA event. Only subnegotiation payloads are copied (un-doubled)
+ * into t->sb, which grows on demand up to t->sb_max.
  *
  * Malformed input never stops the parser. IAC x inside SB (x neither IAC nor
  * SE) ends the SB where it stands, as Wireshark and ESXi read it, and IAC x
@@ -350,34 +354,112 @@ telnet_set_accept(struct telnet *t, uint8_t opt, bool us, bool him)
 	t->opts[opt].accept_him = him;
 }
 
-/* Feed bytes from the peer through the state machine. */
-void
-telnet_input(struct telnet *t, const uint8_t *buf, size_t len)
+/*
+ * Console data found by one telnet_parse() call, not yet reported. In the
+ * const mode (w == NULL) it is the run [p, p + len) of the input; in the
+ * in-place mode it is [p, w): the decoded bytes, moved down over the
+ * doubled IACs already removed.
+ */
+struct telnet_run {
+	const uint8_t *in;	/* the input */
+	uint8_t *mut;		/* the same bytes, writable; NULL: const mode */
+	const uint8_t *p;
+	size_t len;		/* const mode */
+	uint8_t *w;		/* in-place mode: end of the decoded bytes */
+};
+
+/* Report the pending data, if any. */
+static void
+telnet_run_flush(struct telnet *t, struct telnet_run *r)
 {
-	size_t i, run = 0;
-	bool in_run = false;
+	if (r->mut != NULL) {
+		if (r->p != NULL)
+			telnet_emit_data(t, r->p, (size_t)(r->w - r->p));
+		r->p = NULL;
+		return;
+	}
+	if (r->len > 0)
+		telnet_emit_data(t, r->p, r->len);
+	r->len = 0;
+}
+
+/*
+ * Add n console bytes at p to the pending data. In the in-place mode they
+ * are moved down to the end of what is pending (one memmove per run).
+ */
+static void
+telnet_run_add(struct telnet *t, struct telnet_run *r, const uint8_t *p,
+    size_t n)
+{
+	uint8_t *src;
+
+	if (r->mut != NULL) {
+		src = r->mut + (p - r->in);
+		if (r->p == NULL) {
+			r->p = src;
+			r->w = src;
+		} else if (r->w != src)
+			memmove(r->w, src, n);
+		r->w += n;
+		return;
+	}
+	if (r->len > 0 && r->p + r->len == p) {
+		r->len += n;
+		return;
+	}
+	telnet_run_flush(t, r);
+	r->p = p;
+	r->len = n;
+}
+
+/*
+ * The state machine. Outside commands it jumps from one IAC to the next
+ * with memchr, so data costs no per-byte work; the other states are rare
+ * (negotiation, subnegotiation) and go a byte at a time.
+ */
+static void
+telnet_parse(struct telnet *t, const uint8_t *buf, uint8_t *mut, size_t len)
+{
+	struct telnet_run r = { .in = buf, .mut = mut };
+	const uint8_t *p = buf, *end = buf + len, *ff;
 	uint8_t c;
 
-	for (i = 0; i < len; i++) {
-		c = buf[i];
-		switch (t->state) {
-		case TELNET_S_DATA:
-			if (c == TELNET_IAC) {
-				if (in_run)
-					telnet_emit_data(t, buf + run, i - run);
-				in_run = false;
-				t->state = TELNET_S_IAC;
-			} else if (!in_run) {
-				run = i;
-				in_run = true;
+	while (p < end) {
+		if (t->state == TELNET_S_DATA) {
+			ff = memchr(p, TELNET_IAC, (size_t)(end - p));
+			if (ff == NULL) {
+				telnet_run_add(t, &r, p, (size_t)(end - p));
+				break;
 			}
-			break;
+			if (ff > p)
+				telnet_run_add(t, &r, p, (size_t)(ff - p));
+			p = ff + 1;
+			t->state = TELNET_S_IAC;
+			continue;
+		}
+		c = *p++;
+		switch (t->state) {
 		case TELNET_S_IAC:
 			if (c == TELNET_IAC) {
-				telnet_emit_data(t, buf + i, 1);
+				/*
+				 * A doubled IAC is one data byte, the second
+				 * 0xFF. The const mode reports it alone, as
+				 * a pointer into the input.
+				 */
 				t->state = TELNET_S_DATA;
-			} else
-				t->state = telnet_command(t, c);
+				if (mut != NULL && r.p != NULL) {
+					*r.w++ = TELNET_IAC;	/* no call */
+					break;
+				}
+				if (mut == NULL)
+					telnet_run_flush(t, &r);
+				telnet_run_add(t, &r, p - 1, 1);
+				if (mut == NULL)
+					telnet_run_flush(t, &r);
+				break;
+			}
+			telnet_run_flush(t, &r);
+			t->state = telnet_command(t, c);
 			break;
 		case TELNET_S_NEG:
 			t->state = TELNET_S_DATA;
@@ -415,8 +497,21 @@ telnet_input(struct telnet *t, const uint8_t *buf, size_t len)
 			break;
 		}
 	}
-	if (in_run)
-		telnet_emit_data(t, buf + run, len - run);
+	telnet_run_flush(t, &r);
+}
+
+/* Feed bytes from the peer; DATA points into buf. */
+void
+telnet_input(struct telnet *t, const uint8_t *buf, size_t len)
+{
+	telnet_parse(t, buf, NULL, len);
+}
+
+/* Feed bytes from the peer, un-doubling IAC IAC in place. */
+void
+telnet_input_inplace(struct telnet *t, uint8_t *buf, size_t len)
+{
+	telnet_parse(t, buf, buf, len);
 }
 
 /* Ask to enable or disable one side of opt (RFC 1143). */
@@ -469,26 +564,36 @@ telnet_enabled(const struct telnet *t, uint8_t opt, bool us)
 size_t
 telnet_escaped_len(const uint8_t *src, size_t len)
 {
-	size_t i, n = len;
+	const uint8_t *p = src, *end = src + len, *ff;
+	size_t n = len;
 
-	for (i = 0; i < len; i++)
-		if (src[i] == TELNET_IAC)
-			n++;
+	while (p < end && (ff = memchr(p, TELNET_IAC, (size_t)(end - p))) !=
+	    NULL) {
+		n++;
+		p = ff + 1;
+	}
 	return (n);
 }
 
-/* Copy src to dst doubling 0xFF. */
+/* Copy src to dst doubling 0xFF: one memcpy per run between 0xFFs. */
 size_t
 telnet_escape(uint8_t *dst, const uint8_t *src, size_t len)
 {
-	size_t i, n = 0;
+	const uint8_t *p = src, *end = src + len, *ff;
+	uint8_t *d = dst;
+	size_t n;
 
-	for (i = 0; i < len; i++) {
-		dst[n++] = src[i];
-		if (src[i] == TELNET_IAC)
-			dst[n++] = TELNET_IAC;
+	while (p < end) {
+		ff = memchr(p, TELNET_IAC, (size_t)(end - p));
+		n = ff == NULL ? (size_t)(end - p) : (size_t)(ff + 1 - p);
+		memcpy(d, p, n);
+		d += n;
+		p += n;
+		if (ff == NULL)
+			break;
+		*d++ = TELNET_IAC;
 	}
-	return (n);
+	return ((size_t)(d - dst));
 }
 
 /* Encode IAC SB opt payload IAC SE, or return 0 if it does not fit. */

@@ -137,6 +137,16 @@ void telnet_set_accept(struct telnet *, uint8_t opt, bool us, bool him);
 void telnet_input(struct telnet *, const uint8_t *buf, size_t len);
 
 /*
+ * As telnet_input(), but IAC IAC is un-doubled in place: the console data
+ * between two other events (or the ends of buf) is reported as ONE DATA
+ * event pointing into buf, with the doubled IACs already removed. Bytes of
+ * buf not covered by a DATA event are left unspecified. Events other than
+ * DATA, and the concatenated DATA bytes, are exactly those of
+ * telnet_input() on the same input, for any split.
+ */
+void telnet_input_inplace(struct telnet *, uint8_t *buf, size_t len);
+
+/*
  * Ask to enable or disable opt on our side (us: WILL/WONT) or his side
  * (DO/DONT), following RFC 1143. Emits SEND if a request goes out.
  */

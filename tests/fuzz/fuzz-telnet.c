@@ -2,8 +2,9 @@
  * libFuzzer harness for the telnet codec. The first input byte picks a
  * split point and a few knobs; the rest is a telnet byte stream. It is
  * decoded whole, in two pieces and one byte at a time under a permissive
- * policy (with a callback that negotiates back), and the three event logs,
- * DATA coalesced, must be identical. Every event is checked as it comes
+ * policy (with a callback that negotiates back), through telnet_input() and
+ * through telnet_input_inplace(), and the six event logs, DATA coalesced,
+ * must be identical; in place, no two DATA events of one call are adjacent. Every event is checked as it comes
  * (DATA points into the input, SB within sb_max, SEND is one IAC command).
  * The raw stream is also escaped and decoded again, encoded as one SB and
  * decoded again, and run through the NVT filter whole and in two pieces.
@@ -42,6 +43,8 @@ struct log {
 	uint32_t sb_max;
 	struct telnet *t;
 	bool negotiate;		/* request from inside the callback */
+	bool inplace;		/* feed through telnet_input_inplace() */
+	bool call_data;		/* the last event of this call was DATA */
 };
 
 /* Append bytes to the log's byte store. */
@@ -65,6 +68,9 @@ log_cb(void *arg, const struct telnet_event *ev)
 	struct log *l = arg;
 	struct rec *r;
 
+	if (l->inplace && ev->type == TELNET_EV_DATA)
+		CHECK(!l->call_data);
+	l->call_data = ev->type == TELNET_EV_DATA;
 	switch (ev->type) {
 	case TELNET_EV_DATA:
 		CHECK(ev->len > 0);
@@ -139,20 +145,25 @@ feed(struct log *l, const uint8_t *p, size_t len)
 		memcpy(copy, p, len);
 	l->in = copy;
 	l->inlen = len;
-	telnet_input(l->t, copy, len);
+	l->call_data = false;
+	if (l->inplace)
+		telnet_input_inplace(l->t, copy, len);
+	else
+		telnet_input(l->t, copy, len);
 	free(copy);
 }
 
 /* Decode in[0..len) cut at split (or byte by byte if bytewise). */
 static void
 run(struct log *l, const uint8_t *in, size_t len, size_t split,
-    bool bytewise, uint32_t sb_max)
+    bool bytewise, uint32_t sb_max, bool inplace)
 {
 	struct telnet t;
 	size_t i;
 
 	memset(l, 0, sizeof(*l));
 	l->t = &t;
+	l->inplace = inplace;
 	l->sb_max = sb_max;
 	l->negotiate = true;
 	telnet_init(&t, log_cb, l);
@@ -210,7 +221,10 @@ log_free(struct log *l)
 	free(l->b);
 }
 
-/* Escape in, decode it again: all DATA, the same bytes. */
+/*
+ * Escape in, decode it again (const and in place): all DATA, the same
+ * bytes; in place, one DATA event per call at most.
+ */
 static void
 check_escape(const uint8_t *in, size_t len, size_t split)
 {
@@ -218,6 +232,7 @@ check_escape(const uint8_t *in, size_t len, size_t split)
 	struct telnet t;
 	uint8_t *enc;
 	size_t elen, i;
+	int mode;
 
 	CHECK((enc = malloc(2 * len + 1)) != NULL);
 	elen = telnet_escape(enc, in, len);
@@ -225,19 +240,22 @@ check_escape(const uint8_t *in, size_t len, size_t split)
 	CHECK(elen >= len && elen <= 2 * len);
 	if (split > elen)
 		split = elen;
-	memset(&l, 0, sizeof(l));
-	l.t = &t;
-	l.sb_max = TELNET_SB_MAX;
-	telnet_init(&t, log_cb, &l);
-	feed(&l, enc, split);
-	feed(&l, enc + split, elen - split);
-	telnet_free(&t);
-	CHECK(l.blen == len);
-	for (i = 0; i < l.n; i++)
-		CHECK(l.r[i].type == TELNET_EV_DATA);
-	CHECK(len == 0 || memcmp(l.b, in, len) == 0);
+	for (mode = 0; mode < 2; mode++) {
+		memset(&l, 0, sizeof(l));
+		l.t = &t;
+		l.sb_max = TELNET_SB_MAX;
+		l.inplace = mode == 1;
+		telnet_init(&t, log_cb, &l);
+		feed(&l, enc, split);
+		feed(&l, enc + split, elen - split);
+		telnet_free(&t);
+		CHECK(l.blen == len);
+		for (i = 0; i < l.n; i++)
+			CHECK(l.r[i].type == TELNET_EV_DATA);
+		CHECK(len == 0 || memcmp(l.b, in, len) == 0);
+		log_free(&l);
+	}
 	free(enc);
-	log_free(&l);
 }
 
 /* Encode in as one SB payload, decode it again. */
@@ -316,6 +334,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const uint8_t *in;
 	size_t len, split;
 	uint32_t sb_max;
+	int mode;
 
 	if (size < 1)
 		return (0);
@@ -324,14 +343,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	split = len * data[0] / 255;
 	sb_max = (data[0] & 1) ? 16 : TELNET_SB_MAX;
 
-	run(&whole, in, len, len, false, sb_max);
-	run(&two, in, len, split, false, sb_max);
-	CHECK(log_equal(&whole, &two));
-	run(&bytes, in, len, 0, true, sb_max);
-	CHECK(log_equal(&whole, &bytes));
+	run(&whole, in, len, len, false, sb_max, false);
+	for (mode = 0; mode < 2; mode++) {
+		if (mode == 1) {
+			run(&two, in, len, len, false, sb_max, true);
+			CHECK(log_equal(&whole, &two));
+			log_free(&two);
+		}
+		run(&two, in, len, split, false, sb_max, mode == 1);
+		CHECK(log_equal(&whole, &two));
+		run(&bytes, in, len, 0, true, sb_max, mode == 1);
+		CHECK(log_equal(&whole, &bytes));
+		log_free(&two);
+		log_free(&bytes);
+	}
 	log_free(&whole);
-	log_free(&two);
-	log_free(&bytes);
 
 	check_escape(in, len, split);
 	check_sb(in, len, data[0]);

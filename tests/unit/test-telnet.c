@@ -172,6 +172,31 @@ rec_cb(void *arg, const struct telnet_event *ev)
 	}
 }
 
+/*
+ * Every test that feeds input does it through tn_input(), run once with
+ * telnet_input() and once with telnet_input_inplace() on a heap copy (the
+ * recorder coalesces adjacent DATA, so both must render the same).
+ */
+static bool inplace;
+
+/* Feed n bytes the way this pass tests. */
+static void
+tn_input(struct telnet *t, const uint8_t *in, size_t n)
+{
+	uint8_t *copy;
+
+	if (!inplace) {
+		telnet_input(t, in, n);
+		return;
+	}
+	if ((copy = malloc(n > 0 ? n : 1)) == NULL)
+		abort();
+	if (n > 0)
+		memcpy(copy, in, n);
+	telnet_input_inplace(t, copy, n);
+	free(copy);
+}
+
 /* Feed in[0..n) to t cut at the given sorted offsets. */
 static void
 feed_cuts(struct telnet *t, const uint8_t *in, size_t n, const size_t *cuts,
@@ -185,7 +210,7 @@ feed_cuts(struct telnet *t, const uint8_t *in, size_t n, const size_t *cuts,
 			end = n;
 		if (end < at)
 			continue;
-		telnet_input(t, in + at, end - at);
+		tn_input(t, in + at, end - at);
 		at = end;
 	}
 }
@@ -201,7 +226,7 @@ feed_bytes(struct telnet *t, const uint8_t *in, size_t n)
 		if ((one = malloc(1)) == NULL)
 			abort();
 		*one = in[i];
-		telnet_input(t, one, 1);
+		tn_input(t, one, 1);
 		free(one);
 	}
 }
@@ -254,7 +279,7 @@ decode_hex(struct rec *r, const char *hex, void (*setup)(struct telnet *))
 	telnet_init(&t, rec_cb, r);
 	if (setup != NULL)
 		setup(&t);
-	telnet_input(&t, in, n);
+	tn_input(&t, in, n);
 	telnet_free(&t);
 	return (rec_str(r));
 }
@@ -317,9 +342,9 @@ test_tv9_split_read(void)
 
 	memset(&r, 0, sizeof(r));
 	telnet_init(&t, rec_cb, &r);
-	telnet_input(&t, a, sizeof(a));
+	tn_input(&t, a, sizeof(a));
 	ASSERT_STR_EQ(rec_str(&r), "");
-	telnet_input(&t, b, sizeof(b));
+	tn_input(&t, b, sizeof(b));
 	ASSERT_STR_EQ(rec_str(&r), "Se8:287619ffe9");
 	telnet_free(&t);
 	rec_free(&r);
@@ -670,7 +695,7 @@ test_q_receive(void)
 		else
 			in[1] = qrecv[i].positive ? TELNET_WILL : TELNET_WONT;
 		in[2] = opts[k];
-		telnet_input(&t, in, 3);
+		tn_input(&t, in, 3);
 		q_expect(&w, in[1], true, opts[k], us, qrecv[i].send,
 		    qrecv[i].err, qrecv[i].change);
 		if (strcmp(rec_str(&r), rec_str(&w)) != 0)
@@ -767,33 +792,33 @@ test_q_sequences(void)
 	telnet_init(&t, rec_cb, &r);
 	vm_policy(&t);
 	/* Unsolicited DO ECHO: refused; DONT ECHO then: no answer. */
-	telnet_input(&t, (const uint8_t *)"\xff\xfd\x01\xff\xfe\x01", 6);
+	tn_input(&t, (const uint8_t *)"\xff\xfd\x01\xff\xfe\x01", 6);
 	ASSERT_STR_EQ(rec_str(&r), "Nfd01 Tfffc01 Nfe01");
 	/* Unsolicited WILL BINARY: accepted; again: ignored. */
 	rec_reset(&r);
-	telnet_input(&t, (const uint8_t *)"\xff\xfb\x00\xff\xfb\x00", 6);
+	tn_input(&t, (const uint8_t *)"\xff\xfb\x00\xff\xfb\x00", 6);
 	ASSERT_STR_EQ(rec_str(&r), "Nfb00 Tfffd00 O00h+ Nfb00");
 	/* WONT BINARY: acknowledged with DONT once; again: nothing. */
 	rec_reset(&r);
-	telnet_input(&t, (const uint8_t *)"\xff\xfc\x00\xff\xfc\x00", 6);
+	tn_input(&t, (const uint8_t *)"\xff\xfc\x00\xff\xfc\x00", 6);
 	ASSERT_STR_EQ(rec_str(&r), "Nfc00 Tfffe00 O00h- Nfc00");
 	/* We ask WILL SGA, he agrees. */
 	rec_reset(&r);
 	telnet_request(&t, TELOPT_SGA, true, true);
-	telnet_input(&t, (const uint8_t *)"\xff\xfd\x03", 3);
+	tn_input(&t, (const uint8_t *)"\xff\xfd\x03", 3);
 	ASSERT_STR_EQ(rec_str(&r), "Tfffb03 Nfd03 O03u+");
 	/* We ask DO VMWARE, he refuses: no answer to his WONT. */
 	rec_reset(&r);
 	telnet_request(&t, TELOPT_VMWARE, false, true);
-	telnet_input(&t, (const uint8_t *)"\xff\xfc\xe8", 3);
+	tn_input(&t, (const uint8_t *)"\xff\xfc\xe8", 3);
 	ASSERT_STR_EQ(rec_str(&r), "Tfffde8 Nfce8");
 	ASSERT_TRUE(!telnet_enabled(&t, TELOPT_VMWARE, false));
 	/* Enable then disable before the answer: queued, then DONT. */
 	rec_reset(&r);
 	telnet_request(&t, TELOPT_BINARY, false, true);
 	telnet_request(&t, TELOPT_BINARY, false, false);
-	telnet_input(&t, (const uint8_t *)"\xff\xfb\x00", 3);
-	telnet_input(&t, (const uint8_t *)"\xff\xfc\x00", 3);
+	tn_input(&t, (const uint8_t *)"\xff\xfb\x00", 3);
+	tn_input(&t, (const uint8_t *)"\xff\xfc\x00", 3);
 	ASSERT_STR_EQ(rec_str(&r), "Tfffd00 Nfb00 Tfffe00 Nfc00");
 	ASSERT_INT_EQ(q_read(&t, TELOPT_BINARY, false), TELNET_Q_NO * 2);
 	telnet_free(&t);
@@ -874,9 +899,9 @@ wire_pump(struct wire *w, struct telnet *a, struct telnet *b, size_t *nnaive)
 			memcpy(tmp, w->q[s].p, n);
 			w->q[s].len = 0;
 			if (s == 0)
-				telnet_input(a, tmp, n);
+				tn_input(a, tmp, n);
 			else if (b != NULL)
-				telnet_input(b, tmp, n);
+				tn_input(b, tmp, n);
 			else
 				naive_input(w, tmp, n, nnaive);
 			free(tmp);
@@ -917,9 +942,9 @@ test_q_no_loop(void)
 		/* And unsolicited offers from him. */
 		for (i = 8; i < 16; i++) {
 			telnet_neg_encode(in, TELNET_WILL, (uint8_t)i);
-			telnet_input(&a, in, 3);
+			tn_input(&a, in, 3);
 			telnet_neg_encode(in, TELNET_DO, (uint8_t)i);
-			telnet_input(&a, in, 3);
+			tn_input(&a, in, 3);
 		}
 		rounds = wire_pump(&w, &a, NULL, &nnaive);
 		ASSERT_TRUE(rounds >= 0);
@@ -999,7 +1024,7 @@ test_reentrant_request(void)
 	re.t = &t;
 	telnet_init(&t, reent_cb, &re);
 	telnet_set_accept(&t, TELOPT_SGA, false, true);
-	telnet_input(&t, (const uint8_t *)"\xff\xfb\x03" "A", 4);
+	tn_input(&t, (const uint8_t *)"\xff\xfb\x03" "A", 4);
 	ASSERT_STR_EQ(rec_str(&re.r), "Nfb03 Tfffd03 O03h+ Tfffb03 D41");
 	telnet_free(&t);
 	rec_free(&re.r);
@@ -1027,13 +1052,13 @@ test_sb_cap(void)
 	ASSERT_TRUE(n > 5000);
 	enc[n++] = 'Z';
 	telnet_init(&t, rec_cb, &r);
-	telnet_input(&t, enc, n);
+	tn_input(&t, enc, n);
 	ASSERT_STR_EQ(rec_str(&r), "E3 D5a");
 	ASSERT_INT_EQ(r.nsb_too_long, 1);
 	ASSERT_TRUE(t.sb_cap <= t.sb_max);
 	/* The next SB is fine again. */
 	rec_reset(&r);
-	telnet_input(&t, (const uint8_t *)"\xff\xfa\x18\x01\xff\xf0", 6);
+	tn_input(&t, (const uint8_t *)"\xff\xfa\x18\x01\xff\xf0", 6);
 	ASSERT_STR_EQ(rec_str(&r), "S18:01");
 	telnet_free(&t);
 
@@ -1062,7 +1087,7 @@ test_sb_cap(void)
 	n = telnet_sb_encode(enc, 2 * 5000 + 16, 0xe8, payload, 4097);
 	rec_reset(&r);
 	telnet_init(&t, rec_cb, &r);
-	telnet_input(&t, enc, n);
+	tn_input(&t, enc, n);
 	ASSERT_STR_EQ(rec_str(&r), "E3");
 	telnet_free(&t);
 
@@ -1070,7 +1095,7 @@ test_sb_cap(void)
 	rec_reset(&r);
 	telnet_init(&t, rec_cb, &r);
 	t.sb_max = 4;
-	telnet_input(&t, (const uint8_t *)
+	tn_input(&t, (const uint8_t *)
 	    "\xff\xfa\x01" "abcd" "\xff\xf0" "\xff\xfa\x02" "abcde" "\xff\xf1",
 	    19);
 	ASSERT_STR_EQ(rec_str(&r), "S01:61626364 E2 E3 Cf1");
@@ -1141,7 +1166,7 @@ test_encode(void)
 	n = t_hex("29 76 19 ff e9 ff 00 ff 10", in, sizeof(in));
 	wn = telnet_sb_encode(out, sizeof(out), TELOPT_VMWARE, in, n);
 	telnet_init(&t, rec_cb, &r);
-	telnet_input(&t, out, wn);
+	tn_input(&t, out, wn);
 	telnet_free(&t);
 	ASSERT_STR_EQ(rec_str(&r), "Se8:297619ffe9ff00ff10");
 
@@ -1238,10 +1263,159 @@ test_property_escape(void)
 	rec_free(&r);
 }
 
+/* Count DATA events per call and check where they point (in-place). */
+struct coal {
+	const uint8_t *base;	/* the buffer of the current call */
+	size_t baselen;
+	size_t ndata;		/* DATA events in the current call */
+	size_t nother;		/* other events in the current call */
+	bool last_data;		/* the previous event of this call was DATA */
+	bool adjacent;		/* two DATA events in a row within a call */
+	bool outside;		/* a DATA event outside the buffer */
+	struct buf data;
+};
+
+static void
+coal_cb(void *arg, const struct telnet_event *ev)
+{
+	struct coal *k = arg;
+
+	if (ev->type != TELNET_EV_DATA) {
+		k->nother++;
+		k->last_data = false;
+		return;
+	}
+	if (k->last_data)
+		k->adjacent = true;
+	if (ev->data < k->base || ev->len > k->baselen ||
+	    (size_t)(ev->data - k->base) > k->baselen - ev->len)
+		k->outside = true;
+	k->last_data = true;
+	k->ndata++;
+	buf_add(&k->data, ev->data, ev->len);
+}
+
+/* One in-place call on a heap copy of in[0..n), counted in k. */
+static void
+coal_feed(struct telnet *t, struct coal *k, const uint8_t *in, size_t n)
+{
+	uint8_t *copy;
+
+	if ((copy = malloc(n > 0 ? n : 1)) == NULL)
+		abort();
+	if (n > 0)
+		memcpy(copy, in, n);
+	k->base = copy;
+	k->baselen = n;
+	k->last_data = false;
+	telnet_input_inplace(t, copy, n);
+	free(copy);
+}
+
+/* Console text with about 1 % 0xFF (fixed seed) into src[0..n). */
+static void
+fill_console(uint8_t *src, size_t n, uint32_t x)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		x = x * 1103515245u + 12345u;
+		if ((x >> 16) % 100 == 0)
+			src[i] = 0xff;
+		else
+			src[i] = (uint8_t)(' ' + (x >> 16) % 95);
+	}
+}
+
+/* 16 KiB with 1 % IAC IAC on the wire is ONE DATA event, un-doubled. */
+static void
+test_inplace_coalesce(void)
+{
+	static uint8_t src[16384], wire[2 * 16384];
+	struct telnet t;
+	struct coal k;
+	size_t wn, nff;
+
+	fill_console(src, sizeof(src), 12345);
+	wn = telnet_escape(wire, src, sizeof(src));
+	nff = wn - sizeof(src);
+	ASSERT_TRUE(nff > 100 && nff < 250);
+	memset(&k, 0, sizeof(k));
+	telnet_init(&t, coal_cb, &k);
+	coal_feed(&t, &k, wire, wn);
+	telnet_free(&t);
+	ASSERT_INT_EQ(k.ndata, 1);
+	ASSERT_INT_EQ(k.nother, 0);
+	ASSERT_TRUE(!k.outside);
+	ASSERT_MEM_EQ(k.data.p, k.data.len, src, sizeof(src));
+	free(k.data.p);
+}
+
+/*
+ * Data with doubled IACs and commands between, split in two at every
+ * offset: the concatenated DATA is the same, every DATA event points into
+ * its own call's buffer, and within a call no two DATA events are adjacent
+ * (at most one between two other events).
+ */
+static void
+test_inplace_splits(void)
+{
+	static const uint8_t cmds[][3] = {
+		{ 0xff, 0xf1 }, { 0xff, 0xfb, 0x7b }, { 0xff, 0xf6 },
+		{ 0xff, 0xfa, 0x7b }, 	/* SB opt: closed below */
+	};
+	uint8_t src[600], wire[1600], want[1600];
+	struct telnet t;
+	struct coal k;
+	size_t wn = 0, wantn = 0, i, cut, run;
+	uint32_t x = 777;
+
+	fill_console(src, sizeof(src), 4242);
+	for (i = 0; i < sizeof(src); i += run) {
+		x = x * 1103515245u + 12345u;
+		run = 1 + (x >> 16) % 97;
+		if (run > sizeof(src) - i)
+			run = sizeof(src) - i;
+		wn += telnet_escape(wire + wn, src + i, run);
+		memcpy(want + wantn, src + i, run);
+		wantn += run;
+		switch ((x >> 8) % 5) {
+		case 0:
+		case 1:
+		case 2:
+			memcpy(wire + wn, cmds[(x >> 8) % 3],
+			    (x >> 8) % 3 == 1 ? 3 : 2);
+			wn += (x >> 8) % 3 == 1 ? 3 : 2;
+			break;
+		case 3:
+			/* IAC SB 7b ff ff 01 IAC SE */
+			memcpy(wire + wn, cmds[3], 3);
+			memcpy(wire + wn + 3, "\xff\xff\x01\xff\xf0", 5);
+			wn += 8;
+			break;
+		default:
+			break;
+		}
+	}
+	ASSERT_TRUE(wn <= sizeof(wire));
+	for (cut = 0; cut <= wn; cut++) {
+		memset(&k, 0, sizeof(k));
+		telnet_init(&t, coal_cb, &k);
+		coal_feed(&t, &k, wire, cut);
+		coal_feed(&t, &k, wire + cut, wn - cut);
+		telnet_free(&t);
+		ASSERT_TRUE(!k.outside);
+		ASSERT_TRUE(!k.adjacent);
+		ASSERT_MEM_EQ(k.data.p, k.data.len, want, wantn);
+		free(k.data.p);
+	}
+}
+
 /* Run all tests. */
 int
 main(void)
 {
+	/* Pass 1: telnet_input(), the buffer left alone. */
 	T_RUN(test_tv9);
 	T_RUN(test_tv9_split_read);
 	T_RUN(test_zero_copy);
@@ -1256,5 +1430,22 @@ main(void)
 	T_RUN(test_encode);
 	T_RUN(test_nvt_filter);
 	T_RUN(test_property_escape);
+
+	/* Pass 2: the same through telnet_input_inplace(). */
+	inplace = true;
+	t_run("inplace: test_tv9", test_tv9);
+	t_run("inplace: test_tv9_split_read", test_tv9_split_read);
+	t_run("inplace: test_malformed", test_malformed);
+	t_run("inplace: test_capture_stream0", test_capture_stream0);
+	t_run("inplace: test_q_receive", test_q_receive);
+	t_run("inplace: test_q_request", test_q_request);
+	t_run("inplace: test_q_sequences", test_q_sequences);
+	t_run("inplace: test_q_no_loop", test_q_no_loop);
+	t_run("inplace: test_reentrant_request", test_reentrant_request);
+	t_run("inplace: test_sb_cap", test_sb_cap);
+	t_run("inplace: test_encode", test_encode);
+	t_run("inplace: test_property_escape", test_property_escape);
+	T_RUN(test_inplace_coalesce);
+	T_RUN(test_inplace_splits);
 	return (t_summary());
 }
