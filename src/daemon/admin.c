@@ -313,6 +313,8 @@ admin_limits_cb(struct evhttp_request *req, void *arg)
 	    json_integer(cfg.max_vm_per_source));
 	json_object_set_new(o, "max_unidentified",
 	    json_integer(cfg.max_unidentified));
+	json_object_set_new(o, "max_unidentified_per_source",
+	    json_integer(cfg.max_unidentified_per_source));
 	json_object_set_new(o, "unidentified", json_integer(n_unidentified));
 	json_object_set_new(o, "max_clients", json_integer(cfg.max_clients));
 	json_object_set_new(o, "clients", json_integer(n_clients));

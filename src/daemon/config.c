@@ -239,6 +239,11 @@ static const struct keyword keywords[] = {
 	  .off = OFF(max_unidentified), .min = 1, .max = 10000000,
 	  .def = "8192", .arg = "N",
 	  .help = "VM connections not yet identified" },
+	{ .name = "max-unidentified-per-source", .type = KW_INT,
+	  .off = OFF(max_unidentified_per_source), .min = 0, .max = 10000000,
+	  .def = "1024", .arg = "N",
+	  .help = "unidentified VM connections per source address "
+	    "(0: no limit)" },
 	{ .name = "max-clients", .type = KW_INT, .off = OFF(max_clients),
 	  .min = 1, .max = 10000000, .def = "4096", .arg = "N",
 	  .help = "client connections in total" },

@@ -179,6 +179,7 @@ vm_identified(struct vm_session *vs)
 	if (vs->unidentified) {
 		vs->unidentified = false;
 		n_unidentified--;
+		source_count(SOURCE_VM_UNIDENT, (struct sockaddr *)&vs->sa, -1);
 	}
 }
 
@@ -703,7 +704,10 @@ vm_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	if (!vm_allowed(sa) || n_vm_sessions >= (u_int)cfg.max_vm_connections ||
 	    n_unidentified >= (u_int)cfg.max_unidentified ||
 	    (cfg.max_vm_per_source > 0 && source_count(SOURCE_VM, sa, 0) >=
-	    cfg.max_vm_per_source)) {
+	    cfg.max_vm_per_source) ||
+	    (cfg.max_unidentified_per_source > 0 &&
+	    source_count(SOURCE_VM_UNIDENT, sa, 0) >=
+	    cfg.max_unidentified_per_source)) {
 		if (!vm_allowed(sa))
 			vm_refused_allow++;
 		else
@@ -725,6 +729,7 @@ vm_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	vs->counted_src = true;
 	vs->unidentified = true;
 	n_unidentified++;
+	source_count(SOURCE_VM_UNIDENT, sa, 1);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
@@ -740,6 +745,7 @@ vm_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	if (vs->bev == NULL) {
 		log_warnx("vm %s: cannot create bufferevent", vs->addr);
 		source_count(SOURCE_VM, sa, -1);
+		source_count(SOURCE_VM_UNIDENT, sa, -1);
 		n_unidentified--;
 		evutil_closesocket(fd);
 		free(vs);

@@ -179,6 +179,7 @@ struct config {
 	int		 max_vm_connections;
 	int		 max_vm_per_source;	/* 0: no limit */
 	int		 max_unidentified;
+	int		 max_unidentified_per_source;	/* 0: no limit */
 	int		 max_clients;
 	int		 max_clients_per_source;
 	int		 frontdoor_timeout;	/* s to name a console */
@@ -380,6 +381,7 @@ int	cidr_parse(const char *, struct cidr *);
 bool	cidr_match(const struct cidr *, const struct sockaddr *);
 #define SOURCE_VM	0
 #define SOURCE_CLIENT	1
+#define SOURCE_VM_UNIDENT 2	/* VM connections not identified yet */
 int	source_count(int kind, const struct sockaddr *, int delta);
 bool	sockaddr_same_host(const struct sockaddr *, const struct sockaddr *);
 bool	sockaddr_is_loopback(const struct sockaddr *);

@@ -279,6 +279,34 @@ class TestCaps(vspctest.VspcTestCase):
         self.assertEqual(d.api('/api/v1/limits')['unidentified'], 4)
         self.assertIn('refused (connection limit)', d.stderr())
 
+    def test_max_unidentified_per_source(self):
+        # One source cannot fill the global unidentified budget: its
+        # excess is refused while other sources still get in, and an
+        # identified VM no longer counts against its source.
+        d = self.daemon(['--max-unidentified-per-source', '4'])
+        self.assertEqual(
+            d.api('/api/v1/limits')['max_unidentified_per_source'], 4)
+        held = self.socks(4, '127.0.3.1', d.vm_port)
+        for s in held:
+            self.assert_open(s, 'within max-unidentified-per-source')
+        extra = self.socks(2, '127.0.3.1', d.vm_port)
+        for s in extra:
+            self.assert_refused(s, 'over max-unidentified-per-source')
+        other = self.socks(1, '127.0.3.2', d.vm_port)
+        self.assert_open(other[0], 'another source')
+        sim = self.sim(d, ['--vms', '3', '--source', '127.0.3.3'])
+        sim.wait_ready(3)
+        self.assertEqual(d.api('/api/v1/limits')['unidentified'], 5)
+        # Identified VMs free their source's slots: 4 more from .3 fit.
+        more = self.socks(4, '127.0.3.3', d.vm_port)
+        for s in more:
+            self.assert_open(s, 'identified VMs do not count')
+        held[0].close()
+        wait_for(lambda: d.api('/api/v1/limits')['unidentified'] == 8,
+                 timeout=3, what='slot freed')
+        again = self.socks(1, '127.0.3.1', d.vm_port)
+        self.assert_open(again[0], 'slot reused')
+
     def test_max_vm_per_source(self):
         d = self.daemon(['--max-vm-per-source', '3'])
         held = self.socks(3, '127.0.3.1', d.vm_port)
