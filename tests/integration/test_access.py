@@ -523,20 +523,25 @@ class TestAudit(AccessBase):
         self.assertTrue(stat.S_ISREG(st.st_mode))
         self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
 
-        def one(event, src):
+        # A source is (address, ephemeral port); the kernel may reuse a
+        # closed connection's port for a later one, so match the console
+        # too.
+        def one(event, src, console):
             got = [r for r in recs if r['event'] == event and
-                   r.get('source') == src]
+                   r.get('source') == src and r.get('console') == console]
             self.assertEqual(len(got), 1, '%s for %s: %r' % (event, src,
                                                               recs))
             return got[0]
 
         for src in (s_den1, s_den2):
-            self.check_identity(one('denied', src), src, ids['vm-00003'])
+            self.check_identity(one('denied', src, ids['vm-00003']), src,
+                                ids['vm-00003'])
             self.assertEqual([r for r in recs if r.get('source') == src and
+                              r.get('console') == ids['vm-00003'] and
                               r['event'] != 'denied'], [])
         for src, pid in ((s_ro, ids['vm-00000']), (s_rw, ids['vm-00002']),
                          (s_h, hp['id'])):
-            a, dt = one('attach', src), one('detach', src)
+            a, dt = one('attach', src, pid), one('detach', src, pid)
             self.check_identity(a, src, pid)
             self.check_identity(dt, src, pid)
             self.assertLess(recs.index(a), recs.index(dt))
