@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
@@ -466,4 +467,19 @@ simtls_print_thumbprint(const char *path, bool sha1, FILE *out,
 	simtls_colon_hex(md, mdlen, hex, sizeof hex);
 	fprintf(out, "%s\n", hex);
 	return (0);
+}
+
+/* Write raw's send queue to its socket now (see simtls.h). */
+void
+simtls_flush_raw(struct bufferevent *raw)
+{
+	struct evbuffer *out;
+	evutil_socket_t fd;
+
+	out = bufferevent_get_output(raw);
+	fd = bufferevent_getfd(raw);
+	evbuffer_unfreeze(out, 1);
+	while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0)
+		;
+	evbuffer_freeze(out, 1);
 }

@@ -90,6 +90,14 @@ const char *simtls_version(struct bufferevent *tls);
 void	simtls_close_notify(struct bufferevent *tls);
 
 /*
+ * Write the send queue of the socket bufferevent under a TLS filter now
+ * (the filter has already encrypted into it). A socket bufferevent keeps
+ * the start of its output frozen (only its own write callback thaws it),
+ * so this thaws it around the write.
+ */
+void	simtls_flush_raw(struct bufferevent *raw);
+
+/*
  * Print the thumbprint of the first certificate of a PEM file in ESXi's
  * format (upper-case hex, colon-separated): SHA-256, or SHA-1 if sha1.
  * Returns 0, or -1 with a message in cause.

@@ -1085,25 +1085,6 @@ link_vmwext_send(struct link *l, uint8_t cmd, const void *a, size_t alen)
 }
 
 /*
- * --tls: write the socket's send queue now (the filter has encrypted what
- * was queued on it into that queue). A socket bufferevent keeps the start
- * of its output frozen, so evbuffer_write() needs it thawed here.
- */
-static void
-link_flush_raw(struct link *l)
-{
-	struct evbuffer *out;
-	evutil_socket_t fd;
-
-	out = bufferevent_get_output(l->raw);
-	fd = bufferevent_getfd(l->raw);
-	evbuffer_unfreeze(out, 1);
-	while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0)
-		;
-	evbuffer_freeze(out, 1);
-}
-
-/*
  * Write the link's send queue to the socket now. Without --tls this is the
  * original code, kept as it is: evbuffer_write() returns -1 on the frozen
  * output of a socket bufferevent, so it writes nothing.
@@ -1117,7 +1098,7 @@ link_flush_now(struct link *l)
 	if (l == NULL || l->bev == NULL || l->dead)
 		return;
 	if (l->raw != l->bev) {
-		link_flush_raw(l);
+		simtls_flush_raw(l->raw);
 		return;
 	}
 	out = bufferevent_get_output(l->bev);
@@ -1140,7 +1121,7 @@ link_free(struct link *l)
 	if (l->flags & LK_F_TLSUP) {
 		/* close_notify, then the FIN. */
 		simtls_close_notify(l->bev);
-		link_flush_raw(l);
+		simtls_flush_raw(l->raw);
 	}
 	bufferevent_free(l->bev);
 	telnet_free(&l->tn);

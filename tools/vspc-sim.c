@@ -464,26 +464,6 @@ link_queued(struct link *l)
 }
 
 /*
- * --tls: write the socket's send queue now. The filter has already
- * encrypted what was queued on it into that queue. A socket bufferevent
- * keeps the start of its output frozen (only its own write callback thaws
- * it), so evbuffer_write() needs it thawed here.
- */
-static void
-link_flush_raw(struct link *l)
-{
-	struct evbuffer *out;
-	evutil_socket_t fd;
-
-	out = bufferevent_get_output(l->raw);
-	fd = bufferevent_getfd(l->raw);
-	evbuffer_unfreeze(out, 1);
-	while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0)
-		;
-	evbuffer_freeze(out, 1);
-}
-
-/*
  * Write the link's send queue to the socket now (ordering on the wire).
  * Without --tls this is the original code, kept as it is: evbuffer_write()
  * returns -1 on the frozen output of a socket bufferevent, so it writes
@@ -498,7 +478,7 @@ link_flush_now(struct link *l)
 	if (l == NULL || l->bev == NULL || l->dead)
 		return;
 	if (l->raw != l->bev) {
-		link_flush_raw(l);
+		simtls_flush_raw(l->raw);
 		return;
 	}
 	out = bufferevent_get_output(l->bev);
@@ -525,7 +505,7 @@ link_free(struct link *l)
 	if (l->bev != NULL && (l->flags & LINK_F_TLSUP)) {
 		/* close_notify, then the FIN. */
 		simtls_close_notify(l->bev);
-		link_flush_raw(l);
+		simtls_flush_raw(l->raw);
 	}
 	if (l->bev != NULL)
 		bufferevent_free(l->bev);
