@@ -94,24 +94,13 @@ client_console_room(struct client *c, struct evbuffer *out, size_t len)
 	return (true);
 }
 
-/*
- * Write-through: with nothing queued for a plain-TCP client, send at once
- * (no event-loop turn, no EV_WRITE add and delete per write) and let only
- * what the socket did not take be queued. Returns the bytes sent; errors
- * are left for libevent's own write to report.
- */
+/* Write-through for console output (bev_send_now; not during TLS setup). */
 static size_t
-client_send_now(struct client *c, struct evbuffer *out, const uint8_t *data,
-    size_t len)
+client_send_now(struct client *c, const uint8_t *data, size_t len)
 {
-	ssize_t n;
-
-	if (evbuffer_get_length(out) != 0 || c->tls_wait ||
-	    tls_bev_is_tls(c->bev))
+	if (c->tls_wait)
 		return (0);
-	n = send(bufferevent_getfd(c->bev), data, len,
-	    MSG_DONTWAIT | MSG_NOSIGNAL);
-	return (n > 0 ? (size_t)n : 0);
+	return (bev_send_now(c->bev, data, len));
 }
 
 /* Console output for this client, subject to its queue cap. */
@@ -123,7 +112,7 @@ client_write_console(struct client *c, const uint8_t *data, size_t len)
 
 	if (!client_console_room(c, out, len))
 		return;
-	sent = client_send_now(c, out, data, len);
+	sent = client_send_now(c, data, len);
 	if (sent < len)
 		evbuffer_add(out, data + sent, len - sent);
 }
@@ -143,7 +132,7 @@ client_write_console_ref(struct client *c, const uint8_t *data, size_t len,
 
 	if (!client_console_room(c, out, len))
 		return (false);
-	sent = client_send_now(c, out, data, len);
+	sent = client_send_now(c, data, len);
 	if (sent == len)
 		return (false);		/* all sent: no reference kept */
 	return (evbuffer_add_reference(out, data + sent, len - sent, unref,
@@ -660,7 +649,6 @@ client_new(evutil_socket_t fd, struct sockaddr *sa, int salen, bool tls)
 {
 	struct client *c;
 	char addr[64];
-	int one = 1;
 
 	if (n_clients >= (u_int)cfg.max_clients ||
 	    source_count(SOURCE_CLIENT, sa, 0) >= cfg.max_clients_per_source) {
@@ -679,7 +667,7 @@ client_new(evutil_socket_t fd, struct sockaddr *sa, int salen, bool tls)
 	c->ident.kind = IDENT_ANONYMOUS;
 	strlcpy(c->ident.source, c->addr, sizeof c->ident.source);
 	c->ident.loopback = sockaddr_is_loopback(sa);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	/* TCP_NODELAY comes from the listening socket (listener_open_addr). */
 	if (tls)
 		c->bev = tls_bev_accept(fd, false);
 	else

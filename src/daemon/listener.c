@@ -9,6 +9,7 @@
 #include <sys/un.h>
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 
 #include <errno.h>
@@ -186,7 +187,7 @@ listener_open_addr(const char *host, int port, evconnlistener_cb cb,
 	struct sockaddr_storage ss;
 	socklen_t sslen = sizeof ss;
 	char portstr[16];
-	int error;
+	int error, one = 1;
 
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
@@ -206,6 +207,10 @@ listener_open_addr(const char *host, int port, evconnlistener_cb cb,
 	freeaddrinfo(res);
 	if (lev == NULL)
 		return (NULL);
+	/* Inherited by every accepted socket (one call, not one per accept). */
+	if (setsockopt(evconnlistener_get_fd(lev), IPPROTO_TCP, TCP_NODELAY,
+	    &one, sizeof one) == -1)
+		log_warn("listener: TCP_NODELAY");
 	listener_set_backoff(lev);
 	if (bound_port != NULL) {
 		*bound_port = 0;

@@ -79,13 +79,14 @@ vm_send_ext(struct vm_session *vs, uint8_t cmd, const uint8_t *a,
 		    vmwext_cmd_name(cmd));
 		return;
 	}
-	bufferevent_write(vs->bev, buf, n);
+	bev_write(vs->bev, buf, n);
 }
 
 /* Console bytes for the VM, with 0xFF doubled. */
 void
 vm_send_data(struct vm_session *vs, const uint8_t *data, size_t len)
 {
+	bev_uncork(vs->bev);
 	evbuffer_add_escaped(bufferevent_get_output(vs->bev), data, len);
 }
 
@@ -514,7 +515,7 @@ vm_telnet_cb(void *arg, const struct telnet_event *ev)
 		vm_data(vs, ev->data, ev->len);
 		break;
 	case TELNET_EV_SEND:
-		bufferevent_write(vs->bev, ev->data, ev->len);
+		bev_write(vs->bev, ev->data, ev->len);
 		break;
 	case TELNET_EV_OPTION:
 		if (ev->opt == TELOPT_VMWARE && !ev->us && ev->enabled)
@@ -688,6 +689,30 @@ vm_timer(evutil_socket_t fd, short events, void *arg)
 		    "not identified in time");
 }
 
+/*
+ * Options of every accepted VM connection, set once on the listening
+ * socket: Linux copies them to each socket accept() returns, which saves
+ * six setsockopt calls per connection.
+ */
+void
+vm_listener_setup(struct evconnlistener *lev)
+{
+	evutil_socket_t fd = evconnlistener_get_fd(lev);
+	int one = 1, idle = VM_KEEPIDLE, intvl = VM_KEEPINTVL;
+	int cnt = VM_KEEPCNT, uto = VM_USER_TIMEOUT_MS;
+
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == -1 ||
+	    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) == -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) ==
+	    -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl) ==
+	    -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt) == -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof uto) ==
+	    -1)
+		log_warn("vm listener: TCP options");
+}
+
 /* Accept a connection from an ESXi host. */
 void
 vm_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
@@ -696,8 +721,6 @@ vm_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	struct vm_session *vs;
 	struct timeval tv;
 	char addr[64];
-	int one = 1, idle = VM_KEEPIDLE, intvl = VM_KEEPINTVL;
-	int cnt = VM_KEEPCNT, uto = VM_USER_TIMEOUT_MS;
 	static time_t last_warn;
 
 	/* Network policy and caps, before any byte is read. */
@@ -730,12 +753,7 @@ vm_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	vs->unidentified = true;
 	n_unidentified++;
 	source_count(SOURCE_VM_UNIDENT, sa, 1);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
-	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof uto);
+	/* TCP options come from the listening socket (vm_listener_setup). */
 	/* TLS: the handshake runs first; the ident deadline covers it. */
 	if (arg == TLS_LISTENER)
 		vs->bev = tls_bev_accept(fd, true);
@@ -843,6 +861,7 @@ vm_close(struct vm_session *vs, const char *reason)
 		log_info("vm %s: closed: %s", vs->addr, reason);
 	TAILQ_REMOVE(&vm_sessions, vs, entry);
 	n_vm_sessions--;
+	bev_uncork(vs->bev);
 	bufferevent_free(vs->bev);
 	evbuffer_free(vs->prebind);
 	event_free(vs->timer);

@@ -213,6 +213,7 @@ listeners_apply(struct config *ncfg, bool initial)
 		    vm_accept_cb, tls ? TLS_LISTENER : NULL, &nport[i]);
 		if (nvm[i] == NULL)
 			goto fail;
+		vm_listener_setup(nvm[i]);
 		fresh[i] = true;
 	}
 	if (initial || !str_eq(cfg.client_listen, ncfg->client_listen)) {
@@ -446,6 +447,7 @@ main(int argc, char **argv)
 		    "remembered");
 	port_state_load();
 	db_batch(ev_base);	/* from now on one transaction per loop turn */
+	bev_cork_init(ev_base);	/* and one send per VM connection per turn */
 	consolelog_init();
 	audit_init();
 	vm_policy_reload();
@@ -487,6 +489,7 @@ main(int argc, char **argv)
 	}
 	client_close_all();
 	vm_close_all();
+	bev_cork_free();
 	port_free_all();
 	consolelog_shutdown();
 	audit_shutdown();

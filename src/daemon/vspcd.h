@@ -420,6 +420,7 @@ extern uint64_t	 vm_refused_allow, vm_refused_limit, vm_takeovers_refused;
 void	vm_policy_reload(void);
 void	vm_claim_resolve(struct port *);
 void	vm_identified(struct vm_session *);
+void	vm_listener_setup(struct evconnlistener *);
 void	vm_accept_cb(struct evconnlistener *, evutil_socket_t,
 	    struct sockaddr *, int, void *);
 void	vm_send_data(struct vm_session *, const uint8_t *, size_t);
@@ -594,6 +595,13 @@ struct bufferevent *tls_http_bevcb(struct event_base *, void *);
 bool	tls_bev_is_tls(struct bufferevent *);
 const char *tls_bev_error(struct bufferevent *);
 int	tls_peer_identity(struct bufferevent *, struct identity *);
+
+/* cork.c */
+size_t	bev_send_now(struct bufferevent *, const void *, size_t);
+void	bev_write(struct bufferevent *, const void *, size_t);
+void	bev_uncork(struct bufferevent *);
+void	bev_cork_init(struct event_base *);
+void	bev_cork_free(void);
 
 /* util.c */
 void	evbuffer_add_escaped(struct evbuffer *, const uint8_t *, size_t);

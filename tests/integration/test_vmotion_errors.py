@@ -174,8 +174,18 @@ class Host:
 
     # -- decoding --
 
+    def _auto(self, b):
+        """An automatic answer, as a host sends it: if the daemon has
+        closed the connection already, the answer is lost, not an error
+        (the close shows as EOF)."""
+        try:
+            self.send_raw(b)
+        except (BrokenPipeError, ConnectionResetError):
+            self.eof = True
+            self.eof_at = time.monotonic()
+
     def _reply(self, cmd, opt):
-        self.send_raw(bytes([IAC, cmd, opt]))
+        self._auto(bytes([IAC, cmd, opt]))
 
     def _neg(self, cmd, opt):
         self.negs.append((cmd, opt))
@@ -212,10 +222,10 @@ class Host:
         if ent['cmd'] == GET_VM_VC_UUID:
             self.gets.append('uuid')
             if self.answer_uuid and self.uuid:
-                self.send_uuid()
+                self._auto(vmw_sb(VM_VC_UUID, self.uuid.encode()))
         elif ent['cmd'] == GET_VM_NAME:
             self.gets.append('name')
-            self.ext(VM_NAME, self.name.encode())
+            self._auto(vmw_sb(VM_NAME, self.name.encode()))
 
     def feed(self, data):
         i, n = 0, len(data)
