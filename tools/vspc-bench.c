@@ -62,6 +62,7 @@
 #include <event2/util.h>
 
 #include "compat.h"
+#include "cork.h"
 #include "simtls.h"
 #include "telnet.h"
 #include "vmwext.h"
@@ -1070,7 +1071,7 @@ link_write(struct link *l, const void *buf, size_t len)
 {
 	if (l == NULL || l->bev == NULL || l->dead || len == 0)
 		return;
-	bufferevent_write(l->bev, buf, len);
+	bev_write(l->bev, buf, len);	/* corked: one send per callback */
 }
 
 /* Encode and queue one option 232 command. */
@@ -1085,9 +1086,10 @@ link_vmwext_send(struct link *l, uint8_t cmd, const void *a, size_t alen)
 }
 
 /*
- * Write the link's send queue to the socket now. Without --tls this is the
- * original code, kept as it is: evbuffer_write() returns -1 on the frozen
- * output of a socket bufferevent, so it writes nothing.
+ * Write the link's send queue to the socket now. Without --tls, what is
+ * corked goes out (src/net/cork.c); bytes already queued in the
+ * bufferevent stay there (evbuffer_write() returns -1 on the frozen output
+ * of a socket bufferevent), which only happens when the socket is full.
  */
 static void
 link_flush_now(struct link *l)
@@ -1101,6 +1103,7 @@ link_flush_now(struct link *l)
 		simtls_flush_raw(l->raw);
 		return;
 	}
+	bev_uncork(l->bev);
 	out = bufferevent_get_output(l->bev);
 	fd = bufferevent_getfd(l->bev);
 	while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0)
@@ -1123,6 +1126,7 @@ link_free(struct link *l)
 		simtls_close_notify(l->bev);
 		simtls_flush_raw(l->raw);
 	}
+	bev_uncork(l->bev);
 	bufferevent_free(l->bev);
 	telnet_free(&l->tn);
 	free(l);
@@ -1547,6 +1551,7 @@ vm_fill(struct vm *vm)
 
 	if (vm->link == NULL || vm->stunned || vm->link->dead)
 		return;
+	bev_uncork(vm->link->bev);	/* corked bytes go first */
 	out = bufferevent_get_output(vm->link->bev);
 	ts = now_ns();
 	while ((have = evbuffer_get_length(out)) < BENCH_OUT_HIGH) {
@@ -1582,6 +1587,7 @@ vm_output_due(struct vm *vm, uint64_t now)
 		b.out_stalls++;
 		vm->next_due_ns = now;
 	}
+	bev_uncork(vm->link->bev);	/* corked bytes go first */
 	out = bufferevent_get_output(vm->link->bev);
 	if (evbuffer_get_length(out) > BENCH_OUT_CAP) {
 		b.out_stalls++;
@@ -2947,7 +2953,8 @@ main(int argc, char **argv)
 	b.vms = xcalloc(b.nvms, sizeof *b.vms);
 	for (i = 0; i < b.nvms; i++)
 		b.vms[i].idx = b.vm_offset + i;
-	if ((b.base = event_base_new()) == NULL)
+	if ((b.base = event_base_new()) == NULL ||
+	    bev_cork_init(b.base) == -1)
 		bench_fatalx("event_base_new failed");
 	b.tick_ev = event_new(b.base, -1, EV_PERSIST, tick_cb, NULL);
 	b.sig_ev[0] = evsignal_new(b.base, SIGINT, signal_cb, NULL);

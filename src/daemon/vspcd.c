@@ -447,7 +447,8 @@ main(int argc, char **argv)
 		    "remembered");
 	port_state_load();
 	db_batch(ev_base);	/* from now on one transaction per loop turn */
-	bev_cork_init(ev_base);	/* and one send per VM connection per turn */
+	if (bev_cork_init(ev_base) == -1) /* one send per VM per turn */
+		fatalx("event_new");
 	consolelog_init();
 	audit_init();
 	vm_policy_reload();

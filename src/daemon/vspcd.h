@@ -37,6 +37,7 @@
 #include "xmalloc.h"
 #include "telnet.h"
 #include "vmwext.h"
+#include "cork.h"
 
 #define VSPCD_MAX_VM_LISTEN	16
 #define VSPCD_MAX_URIS		32
@@ -595,13 +596,6 @@ struct bufferevent *tls_http_bevcb(struct event_base *, void *);
 bool	tls_bev_is_tls(struct bufferevent *);
 const char *tls_bev_error(struct bufferevent *);
 int	tls_peer_identity(struct bufferevent *, struct identity *);
-
-/* cork.c */
-size_t	bev_send_now(struct bufferevent *, const void *, size_t);
-void	bev_write(struct bufferevent *, const void *, size_t);
-void	bev_uncork(struct bufferevent *);
-void	bev_cork_init(struct event_base *);
-void	bev_cork_free(void);
 
 /* util.c */
 void	evbuffer_add_escaped(struct evbuffer *, const uint8_t *, size_t);

@@ -18,14 +18,20 @@
  * One slot is enough: callbacks run one at a time, and a callback writes
  * to one connection at a time. Whoever frees a bufferevent that was
  * written through here, or writes to it any other way, calls bev_uncork()
- * first.
+ * first. Used by vspcd's VM side and by vspc-bench (one event loop each).
  */
 #include <sys/types.h>
 #include <sys/socket.h>
 
+#include <stdint.h>
 #include <string.h>
 
-#include "vspcd.h"
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+
+#include "cork.h"
 
 #define CORK_MAX	4096
 
@@ -47,7 +53,8 @@ bev_send_now(struct bufferevent *bev, const void *data, size_t len)
 	ssize_t n;
 
 	if (len == 0 || evbuffer_get_length(bufferevent_get_output(bev)) != 0 ||
-	    tls_bev_is_tls(bev))
+	    bufferevent_openssl_get_ssl(bev) != NULL ||
+	    bufferevent_get_underlying(bev) != NULL)
 		return (0);
 	n = send(bufferevent_getfd(bev), data, len,
 	    MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -85,7 +92,9 @@ bev_write(struct bufferevent *bev, const void *data, size_t len)
 	if (cork.bev != NULL && (cork.bev != bev ||
 	    cork.len + len > sizeof cork.buf))
 		bev_cork_flush();
-	if (cork.ev == NULL || len > sizeof cork.buf || tls_bev_is_tls(bev) ||
+	if (cork.ev == NULL || len > sizeof cork.buf ||
+	    bufferevent_openssl_get_ssl(bev) != NULL ||
+	    bufferevent_get_underlying(bev) != NULL ||
 	    evbuffer_get_length(bufferevent_get_output(bev)) != 0) {
 		bufferevent_write(bev, data, len);
 		return;
@@ -107,11 +116,12 @@ bev_uncork(struct bufferevent *bev)
 }
 
 /* Start corking on base (until then every bev_write is queued). */
-void
+int
 bev_cork_init(struct event_base *base)
 {
 	if ((cork.ev = event_new(base, -1, 0, bev_cork_cb, NULL)) == NULL)
-		fatalx("event_new");
+		return (-1);
+	return (0);
 }
 
 /* Flush and stop (shutdown). */
