@@ -88,6 +88,8 @@ vm_send_data(struct vm_session *vs, const uint8_t *data, size_t len)
 {
 	bev_uncork(vs->bev);
 	evbuffer_add_escaped(bufferevent_get_output(vs->bev), data, len);
+	if (!(bufferevent_get_enabled(vs->bev) & EV_WRITE))
+		bufferevent_enable(vs->bev, EV_WRITE);
 }
 
 /* Bytes queued toward the VM, not yet written to the socket. */
@@ -777,7 +779,12 @@ vm_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	bufferevent_setcb(vs->bev, vm_read_cb, vm_write_cb, vm_event_cb, vs);
 	bufferevent_setwatermark(vs->bev, EV_WRITE, cfg.vm_queue / 2, 0);
 	bufferevent_setwatermark(vs->bev, EV_READ, 0, 4 * VM_READ_CHUNK);
-	bufferevent_enable(vs->bev, EV_READ | EV_WRITE);
+	/*
+	 * Plain TCP: EV_WRITE is enabled by the first write that has to be
+	 * queued (vm_send_data, bev_queue); most connections never need it.
+	 */
+	bufferevent_enable(vs->bev, arg == TLS_LISTENER ? EV_READ | EV_WRITE :
+	    EV_READ);
 
 	telnet_init(&vs->tn, vm_telnet_cb, vs);
 	vs->tn.sb_max = (uint32_t)cfg.sb_max;

@@ -13,7 +13,10 @@
  * in the same pass, before the loop polls again; db.c batches the same
  * way). What the socket does not take goes to the bufferevent's queue, as
  * does every write to a TLS bufferevent or behind bytes already queued, so
- * the order of bytes on a connection is the order of the writes.
+ * the order of bytes on a connection is the order of the writes. Queueing
+ * enables EV_WRITE, so a bufferevent written only through here may start
+ * with EV_READ alone (no EPOLLOUT registered and removed again per
+ * connection).
  *
  * One slot is enough: callbacks run one at a time, and a callback writes
  * to one connection at a time. Whoever frees a bufferevent that was
@@ -61,6 +64,15 @@ bev_send_now(struct bufferevent *bev, const void *data, size_t len)
 	return (n > 0 ? (size_t)n : 0);
 }
 
+/* Queue on the bufferevent, which then writes when the socket is writable. */
+void
+bev_queue(struct bufferevent *bev, const void *data, size_t len)
+{
+	bufferevent_write(bev, data, len);
+	if (!(bufferevent_get_enabled(bev) & EV_WRITE))
+		bufferevent_enable(bev, EV_WRITE);
+}
+
 /* Send the corked bytes; queue what the socket did not take. */
 static void
 bev_cork_flush(void)
@@ -74,7 +86,7 @@ bev_cork_flush(void)
 	cork.len = 0;
 	sent = bev_send_now(bev, cork.buf, len);
 	if (sent < len)
-		bufferevent_write(bev, cork.buf + sent, len - sent);
+		bev_queue(bev, cork.buf + sent, len - sent);
 }
 
 static void
@@ -96,7 +108,7 @@ bev_write(struct bufferevent *bev, const void *data, size_t len)
 	    bufferevent_openssl_get_ssl(bev) != NULL ||
 	    bufferevent_get_underlying(bev) != NULL ||
 	    evbuffer_get_length(bufferevent_get_output(bev)) != 0) {
-		bufferevent_write(bev, data, len);
+		bev_queue(bev, data, len);
 		return;
 	}
 	if (cork.bev == NULL) {
