@@ -691,7 +691,9 @@ load_listeners(const char *path)
 	end = text + strlen(text);
 	if (b.daemon_pid == 0 && (v = json_num(text, end, "pid")) > 0)
 		b.daemon_pid = (long)v;
-	if (b.target_spec == NULL && (v = json_num(text, end, "vm")) > 0) {
+	/* With --tls the first of vm-listen-tls, else of vm-listen. */
+	if (b.target_spec == NULL &&
+	    (v = json_num(text, end, b.tls ? "vm_tls" : "vm")) > 0) {
 		snprintf(spec, sizeof spec, "127.0.0.1:%lld", v);
 		if (parse_addr(spec, NULL, &b.target, &b.target_len) != 0)
 			bench_fatalx("%s: bad vm port", path);
@@ -2615,8 +2617,9 @@ usage(FILE *f)
 "                  [--tls [--tls-thumbprint HEX] [--tls-ca FILE]\n"
 "                   [--tls-servername NAME] [--tls-min V] [--tls-max V]]\n"
 "\n"
-"  --listeners FILE     vspcd's listeners.json: target, admin, front door\n"
-"                       and daemon pid (each unless given explicitly)\n"
+"  --listeners FILE     vspcd's listeners.json: target (with --tls the first\n"
+"                       TLS VM listener), admin, front door and daemon\n"
+"                       pid (each unless given explicitly)\n"
 "  --connect-rate R     VM (and client) connections opened per second\n"
 "                       (0 = as fast as possible, default)\n"
 "  --max-pending N      at most N handshakes in flight (default 1000,\n"
