@@ -394,6 +394,23 @@ reload(void)
 	log_info("reload: configuration applied");
 }
 
+/* libevent's own messages go to our log, not to its default stderr. */
+static void
+libevent_log_cb(int severity, const char *msg)
+{
+	switch (severity) {
+	case EVENT_LOG_DEBUG:
+		log_debug("libevent: %s", msg);
+		break;
+	case EVENT_LOG_MSG:
+		log_info("libevent: %s", msg);
+		break;
+	default:
+		log_warnx("libevent: %s", msg);
+		break;
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -428,6 +445,7 @@ main(int argc, char **argv)
 	 * Its one caveat, two fds for one file description both in epoll,
 	 * does not arise here: the only dup(2)s are of log files.
 	 */
+	event_set_log_callback(libevent_log_cb);
 	if ((evcfg = event_config_new()) == NULL ||
 	    event_config_set_flag(evcfg,
 	    EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST) == -1 ||
