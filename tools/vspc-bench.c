@@ -1088,10 +1088,8 @@ link_vmwext_send(struct link *l, uint8_t cmd, const void *a, size_t alen)
 }
 
 /*
- * Write the link's send queue to the socket now. Without --tls, what is
- * corked goes out (src/net/cork.c); bytes already queued in the
- * bufferevent stay there (evbuffer_write() returns -1 on the frozen output
- * of a socket bufferevent), which only happens when the socket is full.
+ * Write the link's send queue to the socket now: what is corked
+ * (src/net/cork.c), then what the bufferevent holds.
  */
 static void
 link_flush_now(struct link *l)
@@ -1108,8 +1106,14 @@ link_flush_now(struct link *l)
 	bev_uncork(l->bev);
 	out = bufferevent_get_output(l->bev);
 	fd = bufferevent_getfd(l->bev);
+	/*
+	 * A socket bufferevent keeps the start of its output frozen; thaw it
+	 * around the write, as libevent's own write callback does.
+	 */
+	evbuffer_unfreeze(out, 1);
 	while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0)
 		;
+	evbuffer_freeze(out, 1);
 }
 
 /* Close and free a link (only marked dead inside its own input). */

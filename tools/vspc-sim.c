@@ -464,10 +464,8 @@ link_queued(struct link *l)
 }
 
 /*
- * Write the link's send queue to the socket now (ordering on the wire).
- * Without --tls this is the original code, kept as it is: evbuffer_write()
- * returns -1 on the frozen output of a socket bufferevent, so it writes
- * nothing and the bytes go out from the event loop as usual.
+ * Write the link's send queue to the socket now (ordering on the wire:
+ * COMPLETE on the destination before the source's FIN, --vmotion-fin last).
  */
 static void
 link_flush_now(struct link *l)
@@ -483,8 +481,14 @@ link_flush_now(struct link *l)
 	}
 	out = bufferevent_get_output(l->bev);
 	fd = bufferevent_getfd(l->bev);
+	/*
+	 * A socket bufferevent keeps the start of its output frozen; thaw it
+	 * around the write, as libevent's own write callback does.
+	 */
+	evbuffer_unfreeze(out, 1);
 	while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0)
 		;
+	evbuffer_freeze(out, 1);
 }
 
 /*
