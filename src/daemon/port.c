@@ -190,7 +190,23 @@ port_state_save(struct port *p)
 	dp.name = p->name;
 	dp.client_port = port_remembered_cport(p);
 	dp.last_seen = time(NULL);
-	(void)db_port_save(&dp);
+	if (db_port_save(&dp) == 0)
+		p->last_seen_db = dp.last_seen;
+}
+
+/*
+ * The VM connected or went away: last_seen (whole seconds, for expiry) is
+ * now. The db is written once per second at most, so a vMotion storm or a
+ * reconnecting VM does not cost a write per event.
+ */
+static void
+port_touch(struct port *p)
+{
+	p->last_seen = time(NULL);
+	if (p->last_seen == p->last_seen_db)
+		return;
+	if (db_port_touch(p->uuid, p->uri, p->last_seen) == 0)
+		p->last_seen_db = p->last_seen;
 }
 
 /* Order ports by key. */
@@ -606,8 +622,7 @@ port_bind_vm(struct port *p, struct vm_session *vs)
 	}
 	p->vm = vs;
 	vs->port = p;
-	p->last_seen = time(NULL);
-	(void)db_port_touch(p->uuid, p->uri, p->last_seen);
+	port_touch(p);
 	consolelog_event(p->log, "vm-connect", vs->addr);
 	port_check_expiry(p);
 	/* Input held from an abandoned vMotion goes to the new connection. */
@@ -636,8 +651,7 @@ port_unbind_vm(struct port *p, struct vm_session *vs)
 	if (p->vm != vs)
 		return;
 	p->vm = NULL;
-	p->last_seen = time(NULL);
-	(void)db_port_touch(p->uuid, p->uri, p->last_seen);
+	port_touch(p);
 	consolelog_event(p->log, "vm-disconnect", vs->addr);
 	/* Nothing will drain: let clients type (input is discarded). */
 	port_vm_writable(p);

@@ -278,6 +278,7 @@ struct port {
 	uint64_t		 vmotion_bad_peers;
 	time_t			 created;
 	time_t			 last_seen;
+	time_t			 last_seen_db;	/* last_seen as saved */
 };
 
 struct vm_session {
