@@ -19,6 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.environ.get("VSPC_BUILD", os.path.join(ROOT, "build-bench"))
 VSPCD = os.path.join(BUILD, "vspcd")
 BENCH = os.path.join(BUILD, "vspc-bench")
+NULL_VSPC = os.path.join(BUILD, "null-vspc")
 WORK = os.environ.get("BENCH_WORK", os.path.join(ROOT, "bench", "results",
                                                    "work"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -89,6 +90,9 @@ class Daemon:
                         for a in self.args[0:1] + self.args[1:]).replace(
                             ROOT + "/", "")
 
+    def bench_args(self):
+        return ["--listeners", self.listeners]
+
     def nfds(self):
         return len(os.listdir("/proc/%d/fd" % self.pid))
 
@@ -111,15 +115,67 @@ class Daemon:
         self.stop()
 
 
+class NullVspc:
+    """bench/null-vspc (the handshake floor: vspcd's bytes, no work) on an
+    ephemeral loopback port; vspc-bench gets --target and --daemon-pid."""
+
+    def __init__(self):
+        if not os.path.exists(NULL_VSPC):
+            raise RuntimeError("%s missing: configure with -DVSPC_BENCH=ON"
+                               % NULL_VSPC)
+        self.tmp = tempfile.mkdtemp(prefix="null-vspc-")
+        self.errlog = open(os.path.join(self.tmp, "null-vspc.log"), "w+")
+        self.proc = subprocess.Popen([NULL_VSPC, "-l", "127.0.0.1:0"],
+                                     stdout=subprocess.PIPE,
+                                     stderr=self.errlog)
+        line = self.proc.stdout.readline()
+        if not line.strip().isdigit():
+            self.stop()
+            raise RuntimeError("null-vspc did not start: %s" % self.tail)
+        self.port = int(line)
+        self.pid = self.proc.pid
+        self.tail = ""
+
+    def bench_args(self):
+        return ["--target", "127.0.0.1:%d" % self.port,
+                "--daemon-pid", self.pid]
+
+    def cmdline(self):
+        return os.path.relpath(NULL_VSPC, ROOT) + " -l 127.0.0.1:0"
+
+    def stop(self):
+        """Stop it; self.tail is its last stderr line (the counters)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
+        self.errlog.seek(0)
+        lines = self.errlog.read().strip().splitlines()
+        self.tail = lines[-1] if lines else ""
+        self.errlog.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
 def run_bench(daemon, procs, timeout=300):
-    """Run vspc-bench processes in parallel; procs is a list of argument
-    lists (each without --listeners/--json). Returns their JSON results."""
+    """Run vspc-bench processes in parallel against a Daemon or NullVspc;
+    procs is a list of argument lists (each without --listeners/--target/
+    --json). Returns their JSON results."""
     tmp = tempfile.mkdtemp(prefix="vspc-bench-out-")
     running = []
     for i, args in enumerate(procs):
         out = os.path.join(tmp, "%d.json" % i)
-        cmd = [BENCH, "--listeners", daemon.listeners, "--json", out,
-               "--quiet"] + [str(a) for a in args]
+        cmd = [BENCH] + [str(a) for a in daemon.bench_args()] + [
+            "--json", out, "--quiet"] + [str(a) for a in args]
         err = open(os.path.join(tmp, "%d.err" % i), "w")
         running.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
                                          stderr=err), out, err, cmd))
@@ -149,9 +205,8 @@ def run_bench(daemon, procs, timeout=300):
     return results
 
 
-def bench_cmd(args):
-    return "vspc-bench --listeners $STATE/listeners.json " + " ".join(
-        str(a) for a in args)
+def bench_cmd(args, target="--listeners $STATE/listeners.json"):
+    return "vspc-bench " + target + " " + " ".join(str(a) for a in args)
 
 
 def total(results, key):

@@ -160,7 +160,10 @@ def rows(res):
               (" (%s VMs, listeners off; listeners on: %s/s)" % (
                   fmt(g(hs, "best", "vms")),
                   fmt(g(hs, "runs", 2, "handshakes_per_s")))
-               if hs else ""), "20,000/s",
+               if hs else "") +
+              (" (floor: a responder doing nothing: %s/s)" % fmt(
+                  g(hs, "floor", "handshakes_per_s"))
+               if g(hs, "floor") else ""), "20,000/s",
               None if not hs else hs["handshakes_per_s"] >= 20000,
               "python3 bench/handshake.py", g(hs, "best", "command")))
     vm = res.get("vmotion") or {}
@@ -313,6 +316,12 @@ def section(doc, date):
     for name, _, _, _, _, cmd in doc["rows"]:
         if cmd:
             out.append("- %s: `%s`" % (name, cmd))
+    fl = g(doc["results"], "handshake", "floor")
+    if fl:
+        out.append("- handshake floor (bench/null-vspc, responder CPU %s %%,"
+                   " generator CPU %s %% over the ramp): `%s`" % (
+                       fmt(fl.get("responder_cpu_ramp_pct"), 1),
+                       fmt(fl.get("bench_cpu_ramp_pct"), 1), fl["command"]))
     lt = g(doc["results"], "latency", "curve") or []
     if lt:
         out += ["", "Latency against load (1,000 VMs x 1 client, 128 B "
