@@ -15,6 +15,10 @@ against bench/null-vspc, a responder that sends vspcd's bytes in the same
 round trips and does nothing else. Its rate is what this machine and this
 generator can reach at best; "responder_cpu_ramp_pct" is its CPU over the
 ramp, read from /proc by vspc-bench (--daemon-pid) as for vspcd.
+
+TLS: VMS/6 VMs through vm-listen-tls (a throw-away P-256 certificate,
+vspc-bench --tls pinned to its thumbprint), listeners off: the same
+figure for telnets:// URIs, reported as "tls" (not a target row).
 usage: handshake.py [--quick]
 """
 import sys
@@ -33,24 +37,32 @@ def procs_for(vms, pending):
              "--ramp-timeout", 120] for i in range(2)]
 
 
-def run(port_range, vms, pending):
+def run(port_range, vms, pending, tls=False):
     procs = procs_for(vms, pending)
-    with lib.Daemon(port_range=port_range) as d:
+    extra = ()
+    if tls:
+        cert, key, tp = lib.tls_cert()
+        extra = ("--vm-listen-tls", "127.0.0.1:0", "--tls-cert", cert,
+                 "--tls-key", key)
+        for p in procs:
+            p += ["--tls", "--tls-thumbprint", tp]
+    with lib.Daemon(port_range=port_range, extra=extra) as d:
         rs = lib.run_bench(d, procs, timeout=200)
         cmd = d.cmdline() + " ; " + " & ".join(lib.bench_cmd(p)
                                               for p in procs)
     ident = lib.total(rs, "identified")
     ramp = max(r["results"].get("ramp_s") or 1e-9 for r in rs)
     out = {"vms": vms, "port_range": port_range, "max_pending": pending,
-           "identified": ident, "ramp_s": ramp,
+           "tls": tls, "identified": ident, "ramp_s": ramp,
            "handshakes_per_s": ident / ramp,
            "handshake_p50_us": lib.hist_max(rs, "handshake_p50_us"),
            "handshake_p99_us": lib.hist_max(rs, "handshake_p99_us"),
            "daemon_cpu_ramp_pct": lib.hist_max(rs, "daemon_cpu_ramp_pct"),
            "bench_cpu_ramp_pct": lib.total(rs, "bench_cpu_ramp_pct"),
            "exit": [r["exit"] for r in rs], "command": cmd}
-    lib.log("handshake %s pending %d: %d identified in %.3f s = %.0f/s" % (
-        port_range, pending, ident, ramp, ident / ramp))
+    lib.log("handshake %s%s pending %d: %d identified in %.3f s = %.0f/s"
+            % (port_range, " TLS" if tls else "", pending, ident, ramp,
+               ident / ramp))
     return out
 
 
@@ -83,6 +95,10 @@ def main():
     res["handshakes_per_s"] = best["handshakes_per_s"]
     res["best"] = best
     res["floor"] = floor(VMS, 1000)
+    # TLS (vm-listen-tls, ECDSA P-256, TLS 1.3): not a target row, a figure
+    # for deployments that use telnets:// URIs.
+    res["tls"] = run("off", VMS // 6, 1000, tls=True)
+    lib.log("handshake TLS: %.0f/s" % res["tls"]["handshakes_per_s"])
     lib.save("handshake", res)
 
 

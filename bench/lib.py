@@ -115,6 +115,22 @@ class Daemon:
         self.stop()
 
 
+def tls_cert():
+    """A throw-away P-256 certificate for a TLS run: (cert, key,
+    SHA-256 thumbprint as vspc-bench --tls-thumbprint takes it)."""
+    d = tempfile.mkdtemp(prefix="vspc-bench-tls-")
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "2", "-subj", "/CN=vspcd-bench"],
+                   check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    tp = subprocess.run([os.path.join(BUILD, "vspc-sim"), "--thumbprint",
+                         cert], check=True, stdout=subprocess.PIPE,
+                        text=True).stdout.strip()
+    return cert, key, tp
+
+
 class NullVspc:
     """bench/null-vspc (the handshake floor: vspcd's bytes, no work) on an
     ephemeral loopback port; vspc-bench gets --target and --daemon-pid."""

@@ -163,7 +163,9 @@ def rows(res):
                if hs else "") +
               (" (floor: a responder doing nothing: %s/s)" % fmt(
                   g(hs, "floor", "handshakes_per_s"))
-               if g(hs, "floor") else ""), "20,000/s",
+               if g(hs, "floor") else "") +
+              (" (over TLS: %s/s)" % fmt(g(hs, "tls", "handshakes_per_s"))
+               if g(hs, "tls") else ""), "20,000/s",
               None if not hs else hs["handshakes_per_s"] >= 20000,
               "python3 bench/handshake.py", g(hs, "best", "command")))
     vm = res.get("vmotion") or {}
