@@ -506,7 +506,7 @@ port_retry_timer(evutil_socket_t fd, short events, void *arg)
 
 /* Create a port for a newly seen key. */
 struct port *
-port_create(const char *uuid, const char *uri, uint8_t dir)
+port_create(const char *uuid, const char *uri, uint8_t dir, const char *name)
 {
 	struct port *p;
 	struct port_resv *resv;
@@ -516,7 +516,7 @@ port_create(const char *uuid, const char *uri, uint8_t dir)
 	strlcpy(p->uuid, uuid, sizeof p->uuid);
 	p->uri = xstrdup(uri);
 	p->direction = dir;
-	p->name = xstrdup("");
+	p->name = xstrdup(name != NULL ? name : "");
 	if (vmwext_uri_label((const uint8_t *)uri, strlen(uri), p->label,
 	    sizeof p->label) == 0 && !port_uri_is_bare(uri))
 		port_label_from_uri(uri, p->label, sizeof p->label);

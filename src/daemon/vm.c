@@ -284,7 +284,7 @@ vm_try_bind(struct vm_session *vs)
 		return;
 	p = port_find_key(vs->uuid, vs->uri);
 	if (p == NULL)
-		p = port_create(vs->uuid, vs->uri, vs->direction);
+		p = port_create(vs->uuid, vs->uri, vs->direction, vs->name);
 	if (p->vm != NULL && p->vm != vs && !p->vm->retiring &&
 	    !sockaddr_same_host((struct sockaddr *)&p->vm->sa,
 	    (struct sockaddr *)&vs->sa)) {

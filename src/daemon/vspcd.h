@@ -394,7 +394,8 @@ struct evconnlistener *listener_open_unix(const char *path,
 /* port.c */
 struct port *port_find_key(const char *uuid, const char *uri);
 struct port *port_find_id(const char *id);
-struct port *port_create(const char *uuid, const char *uri, uint8_t dir);
+struct port *port_create(const char *, const char *, uint8_t,
+	    const char *);
 int	port_lookup(const char *name, struct port **out, int max);
 void	port_set_name(struct port *, const char *);
 void	port_bind_vm(struct port *, struct vm_session *);
