@@ -40,7 +40,7 @@
 
 #define MB		(1024 * 1024)
 #define READ		(16 * 1024)
-#define READ_CAP	(32 * 1024)	/* vm.c VM_READ_MORE */
+#define READ_CAP	(32768 - 256)	/* vm.c VM_READ_MORE */
 #define WIRE_TAIL	64		/* vm.c VM_WIRE_TAIL */
 #define REPLAY		(64 * 1024)
 #define CLIENT_QUEUE	(256 * 1024)

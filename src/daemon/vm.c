@@ -37,7 +37,13 @@
  * the loop).
  */
 #define VM_LIBEVENT_READ	4096	/* EVBUFFER_MAX_READ */
-#define VM_READ_MORE		32768
+/*
+ * A little under 32 KiB: a read's decoded bytes go into one replay-ring
+ * chain (port_output_space), which libevent sizes as the next power of two
+ * above the bytes plus its chain header; at 32 KiB exactly each chain
+ * would take 64 KiB.
+ */
+#define VM_READ_MORE		(32768 - 256)
 #define VM_READ_BUDGET		(4 * VM_READ_MORE)
 /*
  * A read that goes out as read (vm_decode) may end in this many bytes that
