@@ -17,9 +17,16 @@
  * decodes the VM's wire bytes in 16 KiB reads with telnet_input_inplace()
  * and calls port_output() per DATA event, as vm.c does (one per read: the
  * codec un-doubles IAC IAC in place). The copy standing for the socket
- * read is made outside, in main. Both are noinline so callgrind
- * --toggle-collect can count them alone.
- * Usage: bench-fanout CLIENTS [ITER [events]]
+ * read is made outside, in main. fanout_read_mb() is vm.c's read path
+ * since reads go into refcounted chunks (vm_read_chunk, vm_decode): a
+ * read that is console data (up to a short tail) is un-doubled with
+ * telnet_input_data() straight into space reserved in the replay ring,
+ * and each client queue references the wire bytes in the read chunk (cut
+ * to the read's length first, as vm.c does when a client may keep it);
+ * other reads go through telnet_input_inplace() and port_output(). Its
+ * socket read is sock_read(), which callgrind.py toggles off again. All
+ * are noinline so callgrind --toggle-collect can count them alone.
+ * Usage: bench-fanout CLIENTS [ITER [events|read]]
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -33,6 +40,8 @@
 
 #define MB		(1024 * 1024)
 #define READ		(16 * 1024)
+#define READ_CAP	(32768 - 256)	/* vm.c VM_READ_MORE */
+#define WIRE_TAIL	64		/* vm.c VM_WIRE_TAIL */
 #define REPLAY		(64 * 1024)
 #define CLIENT_QUEUE	(256 * 1024)
 
@@ -45,6 +54,7 @@ static size_t wire_len;
 
 struct chunk {
 	unsigned refs;
+	size_t cap;
 	uint8_t data[];
 };
 
@@ -166,12 +176,109 @@ fanout_events_mb(struct telnet *tn)
 	}
 }
 
+/* The chunk reads go into, with our reference (vm.c vm_rd). */
+static struct chunk *rd_ch;
+static uint64_t wire_bytes;
+
+/* vm_read_chunk(): the last chunk unless a queue holds it. */
+static struct chunk *
+read_chunk(void)
+{
+	if (rd_ch != NULL && (rd_ch->refs > 1 || rd_ch->cap < READ_CAP)) {
+		chunk_unref(rd_ch->data, 0, rd_ch);
+		rd_ch = NULL;
+	}
+	if (rd_ch == NULL) {
+		if ((rd_ch = malloc(sizeof *rd_ch + READ_CAP)) == NULL)
+			abort();
+		rd_ch->refs = 1;
+		rd_ch->cap = READ_CAP;
+	}
+	return (rd_ch);
+}
+
+/* The socket read (not counted: callgrind.py toggles it off). */
+__attribute__((noinline)) static void
+sock_read(uint8_t *dst, const uint8_t *src, size_t len)
+{
+	memcpy(dst, src, len);
+}
+
+/* vm_decode() with port_output_space() and port_output_wire(). */
+static void
+decode_read(struct telnet *tn, size_t have)
+{
+	struct evbuffer_iovec v;
+	struct chunk *ch = rd_ch;
+	uint8_t *buf = ch->data;
+	size_t off = 0, n, dlen, len;
+	int k;
+
+	if (have < SHARE_MIN)
+		goto codec;
+	if (!telnet_in_data(tn)) {
+		telnet_input_inplace(tn, buf, 1);
+		off = 1;
+		if (have - off < SHARE_MIN || !telnet_in_data(tn))
+			goto codec;
+	}
+	if (evbuffer_reserve_space(replay, have - off, &v, 1) != 1)
+		abort();
+	n = telnet_input_data(tn, buf + off, have - off, v.iov_base, &dlen);
+	if (n < SHARE_MIN || have - off - n > WIRE_TAIL)
+		goto codec;
+	if (have < ch->cap) {
+		if ((ch = rd_ch = realloc(ch, sizeof *ch + have)) == NULL)
+			abort();
+		ch->cap = have;
+		buf = ch->data;
+	}
+	v.iov_len = dlen;
+	evbuffer_commit_space(replay, &v, 1);
+	len = evbuffer_get_length(replay);
+	if (len > REPLAY)
+		evbuffer_drain(replay, len - REPLAY);
+	for (k = 0; k < nclients; k++) {
+		ch->refs++;
+		if (evbuffer_get_length(out[k]) + n > CLIENT_QUEUE) {
+			skipped += n;
+			ch->refs--;
+			continue;
+		}
+		if (evbuffer_add_reference(out[k], buf + off, n, chunk_unref,
+		    ch) != 0)
+			ch->refs--;
+		else
+			client_wrote(out[k]);
+	}
+	off += n;
+	wire_bytes += n;
+codec:
+	if (off < have)
+		telnet_input_inplace(tn, buf + off, have - off);
+}
+
+/* As vm.c reads since the read chunks: see decode_read. */
+__attribute__((noinline)) static void
+fanout_read_mb(struct telnet *tn)
+{
+	size_t off, n;
+
+	for (off = 0; off < wire_len; off += n) {
+		n = wire_len - off < READ ? wire_len - off : READ;
+		sock_read(read_chunk()->data, wire + off, n);
+		decode_read(tn, n);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
 	struct telnet tn;
 	int k, it, iter = argc > 2 ? atoi(argv[2]) : 1;
-	bool events = argc > 3 && strcmp(argv[3], "events") == 0;
+	bool readmode = argc > 3 && strcmp(argv[3], "read") == 0;
+	bool events = readmode ||
+	    (argc > 3 && strcmp(argv[3], "events") == 0);
 	uint32_t x = 12345;
 	size_t i;
 
@@ -202,7 +309,9 @@ main(int argc, char **argv)
 	telnet_init(&tn, tn_cb, NULL);
 	telnet_set_accept(&tn, TELOPT_BINARY, true, true);
 	for (it = 0; it < iter; it++) {
-		if (events) {
+		if (readmode)
+			fanout_read_mb(&tn);
+		else if (events) {
 			memcpy(rd, wire, wire_len);	/* the socket read */
 			fanout_events_mb(&tn);
 		}
@@ -210,15 +319,19 @@ main(int argc, char **argv)
 			fanout_mb();
 	}
 	telnet_free(&tn);
-	printf("bench-fanout: %d x 1 MiB to %d clients (%s), %llu B skipped\n",
-	    iter, nclients, events ? "per DATA event, in place" :
+	printf("bench-fanout: %d x 1 MiB to %d clients (%s), %llu B skipped, "
+	    "%llu B as read\n",
+	    iter, nclients, readmode ? "read chunks, data as read" :
+	    events ? "per DATA event, in place" :
 	    "per 16 KiB read",
-	    (unsigned long long)skipped);
+	    (unsigned long long)skipped, (unsigned long long)wire_bytes);
 	free(wire);
 	free(rd);
 	for (k = 0; k < nclients; k++)
 		evbuffer_free(out[k]);
 	evbuffer_free(replay);
+	if (rd_ch != NULL)
+		chunk_unref(rd_ch->data, 0, rd_ch);
 	free(out);
 	free(plain);
 	return 0;

@@ -10,7 +10,11 @@
  *   decode_const_mb()  the same through telnet_input() (buffer untouched,
  *                a doubled IAC ends a run), as client.c does;
  *   escape_mb()  escapes the decoded console bytes again for clients
- *                (memchr for 0xFF, then telnet_escape), as port_output does.
+ *                (memchr for 0xFF, then telnet_escape), as port_output does;
+ *   data_mb()    un-doubles the wire bytes with telnet_input_data() into
+ *                another buffer in 16 KiB reads, as vm.c does for a read
+ *                that is console data (the bytes then go to clients as
+ *                read, so there is no escaping).
  * Each is a noinline function so callgrind --toggle-collect can count it
  * alone; ITER (argv[1], default 1) repeats each.
  */
@@ -61,6 +65,25 @@ decode_const_mb(struct telnet *tn)
 	for (off = 0; off < wire_len; off += n) {
 		n = wire_len - off < READ ? wire_len - off : READ;
 		telnet_input(tn, wire + off, n);
+	}
+}
+
+__attribute__((noinline)) static void
+data_mb(struct telnet *tn)
+{
+	size_t off, n, k, dlen;
+
+	dec_len = 0;
+	for (off = 0; off < wire_len; off += k) {
+		n = wire_len - off < READ ? wire_len - off : READ;
+		k = telnet_input_data(tn, wire + off, n, decoded + dec_len,
+		    &dlen);
+		dec_len += dlen;
+		if (k < n) {
+			/* A pair cut by the read: its first IAC. */
+			telnet_input(tn, wire + off + k, 1);
+			k++;
+		}
 	}
 }
 
@@ -120,6 +143,11 @@ main(int argc, char **argv)
 			return 1;
 		}
 		out += escape_mb();
+		data_mb(&tn);
+		if (dec_len != MB || memcmp(decoded, plain, MB) != 0) {
+			fprintf(stderr, "bench-telnet: data decode mismatch\n");
+			return 1;
+		}
 	}
 	telnet_free(&tn);
 	printf("bench-telnet: %d x 1 MiB, 0xFF %.2f %%, wire %zu B, "

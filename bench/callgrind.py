@@ -2,7 +2,9 @@
 """callgrind: instruction counts (Ir) of the relay hot paths per MiB.
 
 valgrind --tool=callgrind --toggle-collect=FUNC counts only FUNC (and what
-it calls) on bench-telnet / bench-fanout from the Release tree (built with
+it calls; a second toggle on a function inside it, such as bench-fanout's
+sock_read, leaves that one out) on bench-telnet / bench-fanout from the
+Release tree (built with
 -DVSPC_BENCH=ON): deterministic input, so the figures repeat exactly for a
 given binary, compiler and libevent. Writes bench/callgrind.txt and
 results/work/callgrind.json.
@@ -23,6 +25,9 @@ RUNS = [
      " doubled IAC), as client.c"),
     ("telnet_escape", "bench-telnet", [], "escape_mb",
      "memchr + telnet_escape() of 1 MiB for clients"),
+    ("telnet_data", "bench-telnet", [], "data_mb",
+     "telnet_input_data() of the same wire bytes into another buffer, 16 KiB"
+     " reads, as vm.c for a read that is console data (no escape after)"),
     ("fanout_1", "bench-fanout", ["1"], "fanout_mb",
      "port_output path, 1 MiB to 1 client (replay + escape once + reference per client)"),
     ("fanout_100", "bench-fanout", ["100"], "fanout_mb",
@@ -32,21 +37,31 @@ RUNS = [
     ("events_100", "bench-fanout", ["100", "1", "events"],
      "fanout_events_mb",
      "as vm.c: telnet_input_inplace + port_output per DATA event, 100 clients"),
+    ("read_1", "bench-fanout", ["1", "1", "read"],
+     "fanout_read_mb,sock_read",
+     "as vm.c now: read chunk, telnet_input_data into the replay ring,"
+     " clients reference the wire bytes, 1 client"),
+    ("read_100", "bench-fanout", ["100", "1", "read"],
+     "fanout_read_mb,sock_read",
+     "as vm.c now: read chunk, telnet_input_data into the replay ring,"
+     " clients reference the wire bytes, 100 clients"),
 ]
 
 
 def main():
     res, lines = {}, []
     for key, prog, args, func, what in RUNS:
+        toggles = ["--toggle-collect=" + f for f in func.split(",")]
         out = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-             "--toggle-collect=" + func, os.path.join(lib.BUILD, prog)] +
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+            + toggles + [os.path.join(lib.BUILD, prog)] +
             args, capture_output=True, text=True, check=True)
         m = re.search(r"Collected : (\d+)", out.stderr)
         ir = int(m.group(1))
         res[key] = {"ir_per_mib": ir, "what": what,
-                    "command": "valgrind --tool=callgrind --toggle-collect=%s"
-                    " build-bench/%s %s" % (func, prog, " ".join(args))}
+                    "command": "valgrind --tool=callgrind %s"
+                    " build-bench/%s %s" % (" ".join(toggles), prog,
+                                            " ".join(args))}
         lines.append("%-19s %12d Ir/MiB  %6.2f Ir/B  %s" % (
             key, ir, ir / 1048576.0, what))
     res["fanout_per_client_ir_per_mib"] = (
@@ -61,6 +76,12 @@ def main():
         "events/client", res["events_per_client_ir_per_mib"],
         res["events_per_client_ir_per_mib"] / 1048576.0,
         "(events_100 - events_1) / 99: each extra client, as vm.c"))
+    res["read_per_client_ir_per_mib"] = (
+        res["read_100"]["ir_per_mib"] - res["read_1"]["ir_per_mib"]) / 99
+    lines.append("%-19s %12d Ir/MiB  %6.2f Ir/B  %s" % (
+        "read/client", res["read_per_client_ir_per_mib"],
+        res["read_per_client_ir_per_mib"] / 1048576.0,
+        "(read_100 - read_1) / 99: each extra client, as vm.c now"))
     ver = subprocess.run(["valgrind", "--version"], capture_output=True,
                          text=True).stdout.strip()
     cc = subprocess.run(["cc", "--version"], capture_output=True,

@@ -85,6 +85,8 @@ admin_port_json(struct port *p)
 	json_object_set_new(o, "clients", json_integer(p->nclients));
 	json_object_set_new(o, "bytes_from_vm",
 	    json_integer((json_int_t)p->bytes_from_vm));
+	json_object_set_new(o, "wire_bytes",
+	    json_integer((json_int_t)p->wire_bytes));
 	json_object_set_new(o, "bytes_to_vm",
 	    json_integer((json_int_t)p->bytes_to_vm));
 	json_object_set_new(o, "client_bytes_dropped",

@@ -659,12 +659,20 @@ port_unbind_vm(struct port *p, struct vm_session *vs)
 	vm_claim_resolve(p);
 }
 
+/* Keep at most the last cfg.replay_size bytes of output. */
+static void
+port_replay_trim(struct port *p)
+{
+	size_t have = evbuffer_get_length(p->replay);
+
+	if (have > cfg.replay_size)
+		evbuffer_drain(p->replay, have - cfg.replay_size);
+}
+
 /* Keep the last cfg.replay_size bytes of output for new clients. */
 static void
 port_replay_add(struct port *p, const uint8_t *data, size_t len)
 {
-	size_t have;
-
 	if (cfg.replay_size == 0)
 		return;
 	if (p->replay == NULL)
@@ -676,9 +684,7 @@ port_replay_add(struct port *p, const uint8_t *data, size_t len)
 		return;
 	}
 	evbuffer_add(p->replay, data, len);
-	have = evbuffer_get_length(p->replay);
-	if (have > cfg.replay_size)
-		evbuffer_drain(p->replay, have - cfg.replay_size);
+	port_replay_trim(p);
 }
 
 /* Send the replay buffer to one client, escaped, before live output. */
@@ -713,21 +719,37 @@ port_replay(struct port *p, struct client *c)
 	port_replay_send(p, c);
 }
 
+/* A shared chunk of cap bytes (uninitialised), with one reference. */
+struct port_chunk *
+port_chunk_new(size_t cap)
+{
+	struct port_chunk *ch;
+
+	ch = xmalloc(sizeof *ch + cap);
+	ch->refs = 1;
+	ch->cap = cap;
+	return (ch);
+}
+
 /*
- * Output escaped once for every client: each client's queue holds a
- * reference to it (evbuffer_add_reference), so a read costs one copy
- * whatever the number of clients; freed when the last queue lets go.
+ * Shrink ch to cap bytes (its first cap bytes kept). Only while the
+ * caller's is the one reference: the chunk may move.
  */
-struct port_chunk {
-	u_int	 refs;
-	uint8_t	 data[];
-};
+struct port_chunk *
+port_chunk_shrink(struct port_chunk *ch, size_t cap)
+{
+	if (ch->refs != 1)
+		fatalx("%s: chunk has %u references", __func__, ch->refs);
+	ch = xrealloc(ch, sizeof *ch + cap);
+	ch->cap = cap;
+	return (ch);
+}
 
-/* Escaped output smaller than this is copied to each queue instead. */
-#define PORT_SHARE_MIN	512
-
-/* A queue (or port_output itself) lets go of a shared chunk. */
-static void
+/*
+ * Drop one reference (the holder's own, or a client queue's: this is the
+ * evbuffer_add_reference cleanup); the last one frees the chunk.
+ */
+void
 port_chunk_unref(const void *data, size_t len, void *arg)
 {
 	struct port_chunk *ch = arg;
@@ -736,9 +758,43 @@ port_chunk_unref(const void *data, size_t len, void *arg)
 		free(ch);
 }
 
+/* Count console output (both output paths). */
+static void
+port_output_count(struct port *p, size_t len)
+{
+	p->bytes_from_vm += len;
+	if (p->log_retry)
+		p->log_lost += len;
+}
+
+/*
+ * Give every client data[0..len), which lies in ch, by reference: each
+ * queue that keeps some of it holds a reference to ch.
+ */
+static void
+port_output_share(struct port *p, struct port_chunk *ch, const uint8_t *data,
+    size_t len)
+{
+	struct client *c, *c1;
+
+	TAILQ_FOREACH_SAFE(c, &p->clients, entry, c1) {
+		ch->refs++;
+		if (!client_write_console_ref(c, data, len, port_chunk_unref,
+		    ch))
+			ch->refs--;
+	}
+}
+
+/* The replay ring space reserved by port_output_space, and whose. */
+static struct evbuffer_iovec port_space;
+static struct port *port_space_port;
+
 /*
  * Fan VM output out to every attached client: log and replay get the raw
- * bytes; clients get them escaped, once per call (one call per VM read).
+ * bytes; clients get them escaped, once per call (one call per VM read),
+ * in a chunk that every client queue references (evbuffer_add_reference),
+ * so a read costs one copy whatever the number of clients; it is freed
+ * when the last queue lets go.
  */
 void
 port_output(struct port *p, const uint8_t *data, size_t len)
@@ -749,9 +805,8 @@ port_output(struct port *p, const uint8_t *data, size_t len)
 	struct client *c, *c1;
 	size_t elen;
 
-	p->bytes_from_vm += len;
-	if (p->log_retry)
-		p->log_lost += len;
+	port_space_port = NULL;		/* any reservation is void now */
+	port_output_count(p, len);
 	consolelog_write(p->log, data, len);
 	port_replay_add(p, data, len);
 	if (TAILQ_EMPTY(&p->clients) || len == 0)
@@ -772,16 +827,70 @@ port_output(struct port *p, const uint8_t *data, size_t len)
 			client_write_console(c, data, len);
 		return;
 	}
-	ch = xmalloc(sizeof *ch + elen);
-	ch->refs = 1;		/* ours, until the loop is done */
+	ch = port_chunk_new(elen);	/* ours, until the loop is done */
 	telnet_escape(ch->data, data, len);
-	TAILQ_FOREACH_SAFE(c, &p->clients, entry, c1) {
-		ch->refs++;
-		if (!client_write_console_ref(c, ch->data, elen,
-		    port_chunk_unref, ch))
-			ch->refs--;
-	}
+	port_output_share(p, ch, ch->data, elen);
 	port_chunk_unref(ch->data, elen, ch);
+}
+
+/*
+ * The output path for a read that vm.c decodes itself (port_output_wire):
+ * room for up to len decoded bytes, which is the replay ring's own free
+ * space (so the bytes are not copied into it again) or, with replay off, a
+ * scratch buffer. Valid until the next port_output or port_output_wire;
+ * NULL if no memory (the caller then takes the port_output path).
+ */
+uint8_t *
+port_output_space(struct port *p, size_t len)
+{
+	static uint8_t *scratch;
+	static size_t scratchcap;
+	struct evbuffer_iovec *v = &port_space;
+
+	port_space_port = NULL;
+	if (cfg.replay_size == 0) {
+		if (scratchcap < len) {
+			scratch = xrealloc(scratch, len);
+			scratchcap = len;
+		}
+		return (scratch);
+	}
+	if (p->replay == NULL)
+		p->replay = evbuffer_new();
+	if (evbuffer_reserve_space(p->replay, len, v, 1) != 1)
+		return (NULL);
+	port_space_port = p;
+	return (v->iov_base);
+}
+
+/*
+ * As port_output, for console data that the caller decoded into
+ * port_output_space(p, ...): data[0..len), and wire[0..wirelen) is the
+ * same data as the VM sent it, 0xFF doubled, inside the shared chunk ch
+ * (wirelen at least PORT_SHARE_MIN; see vm_decode). Log and replay get
+ * data (the replay ring already holds it); clients get references to the
+ * wire bytes, which are exactly what telnet_escape would have made of
+ * data: no escaped-length scan, no escaping, no copy. The caller keeps its
+ * own reference to ch. Queue caps count wirelen, as port_output counts
+ * the escaped length.
+ */
+void
+port_output_wire(struct port *p, const uint8_t *data, size_t len,
+    struct port_chunk *ch, const uint8_t *wire, size_t wirelen)
+{
+	port_output_count(p, len);
+	p->wire_bytes += len;
+	consolelog_write(p->log, data, len);
+	if (port_space_port == p) {
+		/* data is port_space: commit what was decoded. */
+		port_space_port = NULL;
+		port_space.iov_len = len;
+		evbuffer_commit_space(p->replay, &port_space, 1);
+		port_replay_trim(p);
+	} else
+		port_replay_add(p, data, len);
+	if (!TAILQ_EMPTY(&p->clients) && len > 0)
+		port_output_share(p, ch, wire, wirelen);
 }
 
 /* Send client input to the VM, or count it as dropped if none. */
@@ -932,6 +1041,8 @@ port_free(struct port *p)
 	evbuffer_free(p->hold);
 	if (p->replay != NULL)
 		evbuffer_free(p->replay);
+	if (port_space_port == p)
+		port_space_port = NULL;
 	RB_REMOVE(port_keys, &port_keys, p);
 	RB_REMOVE(port_ids, &port_ids, p);
 	TAILQ_REMOVE(&all_ports, p, entry);

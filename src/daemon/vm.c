@@ -37,8 +37,20 @@
  * the loop).
  */
 #define VM_LIBEVENT_READ	4096	/* EVBUFFER_MAX_READ */
-#define VM_READ_MORE		32768
+/*
+ * A little under 32 KiB: a read's decoded bytes go into one replay-ring
+ * chain (port_output_space), which libevent sizes as the next power of two
+ * above the bytes plus its chain header; at 32 KiB exactly each chain
+ * would take 64 KiB.
+ */
+#define VM_READ_MORE		(32768 - 256)
 #define VM_READ_BUDGET		(4 * VM_READ_MORE)
+/*
+ * A read that goes out as read (vm_decode) may end in this many bytes that
+ * are not console data (a command, or an IAC whose partner is in the next
+ * read); they go through the codec after it.
+ */
+#define VM_WIRE_TAIL		64
 #define VM_RETIRE_TIMEOUT	10
 #define VM_MAX_ERRORS_LOGGED	8
 
@@ -469,19 +481,25 @@ vm_ext(struct vm_session *vs, const uint8_t *sb, size_t len)
 	}
 }
 
+/* Console data for the bound port: note output after GOAHEAD once. */
+static void
+vm_data_late_check(struct vm_session *vs)
+{
+	if (vs->port->vmotion != NULL &&
+	    vs->port->vmotion->state >= VMOTION_GOAHEAD_SENT &&
+	    !vs->late_logged) {
+		vs->late_logged = true;
+		log_info("vm %s: output after GOAHEAD forwarded", vs->addr);
+	}
+}
+
 /* Console data from the VM. */
 static void
 vm_data(struct vm_session *vs, const uint8_t *data, size_t len)
 {
 	vs->bytes_in += len;
 	if (vs->port != NULL) {
-		if (vs->port->vmotion != NULL &&
-		    vs->port->vmotion->state >= VMOTION_GOAHEAD_SENT &&
-		    !vs->late_logged) {
-			vs->late_logged = true;
-			log_info("vm %s: output after GOAHEAD forwarded",
-			    vs->addr);
-		}
+		vm_data_late_check(vs);
 		port_output(vs->port, data, len);
 		return;
 	}
@@ -542,9 +560,84 @@ vm_telnet_cb(void *arg, const struct telnet_event *ev)
 }
 
 /*
+ * The chunk plain-TCP reads go into, with our reference: refcounted so
+ * that client queues can keep references to the bytes as read (vm_decode).
+ */
+static struct port_chunk *vm_rd;
+
+/* The chunk for the next read: the last one unless a queue holds it. */
+static struct port_chunk *
+vm_read_chunk(void)
+{
+	if (vm_rd != NULL && (vm_rd->refs > 1 || vm_rd->cap < VM_READ_MORE)) {
+		port_chunk_unref(vm_rd->data, 0, vm_rd);
+		vm_rd = NULL;
+	}
+	if (vm_rd == NULL)
+		vm_rd = port_chunk_new(VM_READ_MORE);
+	return (vm_rd);
+}
+
+/* True if len bytes of this session's data may go out as read. */
+static bool
+vm_wire_ok(struct vm_session *vs, size_t len)
+{
+	return (vs->port != NULL && len >= PORT_SHARE_MIN);
+}
+
+/*
+ * Decode one plain-TCP read (vm_rd, have bytes). When the read is console
+ * data up to a tail of at most VM_WIRE_TAIL bytes (a command, or an IAC
+ * whose partner comes in the next read), perhaps after one byte that ends
+ * a sequence of the previous read, that data goes out as read: every 0xFF
+ * in it is already doubled, which is just what clients must be sent, so
+ * they get references to the wire bytes in the chunk, and
+ * telnet_input_data un-doubles it in one pass straight into the replay
+ * ring (port_output_space) for log and replay. This replaces decoding in
+ * place, the escaped-length scan, escaping into a new chunk and the copy
+ * into the replay ring. The chunk is first cut to the read's length if a
+ * client may keep it, so that a queue holds no more memory than the bytes
+ * its cap counts, plus the tail. The head byte, the tail and every other
+ * read go through telnet_input_inplace and port_output as before, in
+ * order; events, bytes and counts are the same either way.
+ */
+static void
+vm_decode(struct vm_session *vs, size_t have)
+{
+	struct port_chunk *ch = vm_rd;
+	uint8_t *buf = ch->data, *dst;
+	size_t off = 0, n, dlen;
+
+	if (!vm_wire_ok(vs, have))
+		goto codec;
+	if (!telnet_in_data(&vs->tn)) {
+		telnet_input_inplace(&vs->tn, buf, 1);
+		off = 1;
+		if (!vm_wire_ok(vs, have - off) || !telnet_in_data(&vs->tn))
+			goto codec;
+	}
+	if ((dst = port_output_space(vs->port, have - off)) == NULL)
+		goto codec;
+	n = telnet_input_data(&vs->tn, buf + off, have - off, dst, &dlen);
+	if (n < PORT_SHARE_MIN || have - off - n > VM_WIRE_TAIL)
+		goto codec;		/* commands inside: as before */
+	if (have < ch->cap && !TAILQ_EMPTY(&vs->port->clients)) {
+		ch = vm_rd = port_chunk_shrink(ch, have);
+		buf = ch->data;
+	}
+	vs->bytes_in += dlen;
+	vm_data_late_check(vs);
+	port_output_wire(vs->port, dst, dlen, ch, buf + off, n);
+	off += n;
+codec:
+	if (off < have)
+		telnet_input_inplace(&vs->tn, buf + off, have - off);
+}
+
+/*
  * The plain-TCP read path: what libevent read (at most 4 KiB, see
- * VM_READ_MORE) is moved into one static buffer and the socket is read on
- * behind it, so a callback decodes (in place) and fans out up to
+ * VM_READ_MORE) is moved into a chunk (vm_rd) and the socket is read on
+ * behind it, so a callback decodes (vm_decode) and fans out up to
  * VM_READ_MORE at a time, up to VM_READ_BUDGET. Stops when the socket is
  * drained, the budget is spent, reading is paused (pre-bind cap) or the
  * session is dead or retiring (whose reads are off); TLS sessions, and
@@ -555,14 +648,14 @@ vm_telnet_cb(void *arg, const struct telnet_event *ev)
 static int
 vm_read_more(struct vm_session *vs, struct evbuffer *in)
 {
-	static uint8_t buf[VM_READ_MORE];
+	uint8_t *buf;
 	size_t have, budget = VM_READ_BUDGET;
 	evutil_socket_t fd;
 	ssize_t n;
 	int r, err;
 	bool more;
 
-	if (evbuffer_get_length(in) > sizeof buf || tls_bev_is_tls(vs->bev))
+	if (evbuffer_get_length(in) > VM_READ_MORE || tls_bev_is_tls(vs->bev))
 		return (0);
 	fd = bufferevent_getfd(vs->bev);
 	/* libevent read less than its 4 KiB: the socket is drained. */
@@ -570,21 +663,22 @@ vm_read_more(struct vm_session *vs, struct evbuffer *in)
 	while (budget > 0 && !vs->dead && !vs->read_paused &&
 	    !vs->retiring) {
 		/* Older bytes first: all of libevent's, then the socket. */
-		if ((r = evbuffer_remove(in, buf, sizeof buf)) < 0)
+		buf = vm_read_chunk()->data;
+		if ((r = evbuffer_remove(in, buf, VM_READ_MORE)) < 0)
 			return (0);
 		have = (size_t)r;
-		n = more ? read(fd, buf + have, sizeof buf - have) : 0;
+		n = more ? read(fd, buf + have, VM_READ_MORE - have) : 0;
 		more = true;
 		err = n == -1 ? errno : 0;
 		if (n > 0)
 			have += (size_t)n;
 		if (have > 0)
-			telnet_input_inplace(&vs->tn, buf, have);
+			vm_decode(vs, have);
 		if (err != 0 && err != EAGAIN && err != EINTR) {
 			vm_close(vs, strerror(err));
 			return (-1);
 		}
-		if (have < sizeof buf)
+		if (have < VM_READ_MORE)
 			break;		/* drained, or EOF for libevent */
 		budget -= have;
 	}
@@ -886,4 +980,7 @@ vm_close_all(void)
 
 	while ((vs = TAILQ_FIRST(&vm_sessions)) != NULL)
 		vm_close(vs, "shutting down");
+	if (vm_rd != NULL)
+		port_chunk_unref(vm_rd->data, 0, vm_rd);
+	vm_rd = NULL;
 }

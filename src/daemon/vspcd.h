@@ -267,6 +267,7 @@ struct port {
 	struct event		*expiry_ev;
 
 	uint64_t		 bytes_from_vm;
+	uint64_t		 wire_bytes;	/* of which sent as read */
 	uint64_t		 bytes_to_vm;
 	uint64_t		 input_dropped;	/* client bytes with no VM */
 	uint64_t		 client_bytes_dropped;
@@ -400,7 +401,24 @@ int	port_lookup(const char *name, struct port **out, int max);
 void	port_set_name(struct port *, const char *);
 void	port_bind_vm(struct port *, struct vm_session *);
 void	port_unbind_vm(struct port *, struct vm_session *);
+/*
+ * Bytes shared by client queues (evbuffer_add_reference), freed with the
+ * last reference; see port_output and vm_read_more.
+ */
+struct port_chunk {
+	u_int	 refs;
+	size_t	 cap;
+	uint8_t	 data[];
+};
+/* Escaped output smaller than this is copied to each queue instead. */
+#define PORT_SHARE_MIN	512
+struct port_chunk *port_chunk_new(size_t cap);
+struct port_chunk *port_chunk_shrink(struct port_chunk *, size_t cap);
+void	port_chunk_unref(const void *, size_t, void *);
 void	port_output(struct port *, const uint8_t *, size_t);
+uint8_t	*port_output_space(struct port *, size_t);
+void	port_output_wire(struct port *, const uint8_t *, size_t,
+	    struct port_chunk *, const uint8_t *, size_t);
 void	port_input(struct port *, const uint8_t *, size_t);
 int	port_authorize(struct port *, struct client *);
 void	port_attach(struct port *, struct client *, bool replay);

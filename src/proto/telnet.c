@@ -514,6 +514,50 @@ telnet_input_inplace(struct telnet *t, uint8_t *buf, size_t len)
 	telnet_parse(t, buf, buf, len);
 }
 
+/* True if the parser is in the data state. */
+bool
+telnet_in_data(const struct telnet *t)
+{
+	return (t->state == TELNET_S_DATA);
+}
+
+/*
+ * The leading console data of buf, un-doubled into dst: one memchr and one
+ * memcpy per run between two 0xFF, stopping before an IAC that is not half
+ * of an IAC IAC pair inside buf. No events and no state change: the data
+ * state is the only one this applies to, and it is the state after.
+ */
+size_t
+telnet_input_data(struct telnet *t, const uint8_t *buf, size_t len,
+    uint8_t *dst, size_t *dlen)
+{
+	const uint8_t *p = buf, *end = buf + len, *ff;
+	uint8_t *d = dst;
+	size_t n;
+
+	*dlen = 0;
+	if (t->state != TELNET_S_DATA)
+		return (0);
+	while (p < end) {
+		ff = memchr(p, TELNET_IAC, (size_t)(end - p));
+		if (ff == NULL || ff + 1 == end || ff[1] != TELNET_IAC) {
+			/* The rest, or up to a command or a lone IAC. */
+			n = (size_t)((ff == NULL ? end : ff) - p);
+			memcpy(d, p, n);
+			d += n;
+			p += n;
+			break;
+		}
+		/* The run and the first IAC of the pair; skip the second. */
+		n = (size_t)(ff + 1 - p);
+		memcpy(d, p, n);
+		d += n;
+		p = ff + 2;
+	}
+	*dlen = (size_t)(d - dst);
+	return ((size_t)(p - buf));
+}
+
 /* Ask to enable or disable one side of opt (RFC 1143). */
 void
 telnet_request(struct telnet *t, uint8_t opt, bool us, bool enable)

@@ -146,6 +146,24 @@ void telnet_input(struct telnet *, const uint8_t *buf, size_t len);
  */
 void telnet_input_inplace(struct telnet *, uint8_t *buf, size_t len);
 
+/* True if the parser is in the data state (no command under way). */
+bool telnet_in_data(const struct telnet *);
+
+/*
+ * The console data at the start of buf, decoded without events, for a
+ * parser in the data state: copies to dst (room for len bytes) the bytes up
+ * to the first IAC that is not the first of an IAC IAC pair inside buf (a
+ * command, or a lone IAC that ends buf), each IAC IAC as one 0xFF, and sets
+ * *dlen to their number. Returns how many bytes of buf that took: 0 if the
+ * parser is not in the data state (nothing copied). The parser state does
+ * not change. buf[0..n) is then exactly what telnet_escape() makes of
+ * dst[0..*dlen), and feeding buf + n to telnet_input() or
+ * telnet_input_inplace() next gives the events of feeding buf whole, with
+ * dst as the DATA those would have reported first.
+ */
+size_t telnet_input_data(struct telnet *, const uint8_t *buf, size_t len,
+    uint8_t *dst, size_t *dlen);
+
 /*
  * Ask to enable or disable opt on our side (us: WILL/WONT) or his side
  * (DO/DONT), following RFC 1143. Emits SEND if a request goes out.

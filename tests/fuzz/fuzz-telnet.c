@@ -2,9 +2,12 @@
  * libFuzzer harness for the telnet codec. The first input byte picks a
  * split point and a few knobs; the rest is a telnet byte stream. It is
  * decoded whole, in two pieces and one byte at a time under a permissive
- * policy (with a callback that negotiates back), through telnet_input() and
- * through telnet_input_inplace(), and the six event logs, DATA coalesced,
- * must be identical; in place, no two DATA events of one call are adjacent. Every event is checked as it comes
+ * policy (with a callback that negotiates back), through telnet_input(),
+ * through telnet_input_inplace(), and through telnet_input_data() wherever
+ * the parser is in the data state with one byte of telnet_input() between
+ * (as vm.c's read path uses it; its contract is checked at each call), and
+ * the event logs, DATA coalesced, must be identical; in place, no two DATA
+ * events of one call are adjacent. Every event is checked as it comes
  * (DATA points into the input, SB within sb_max, SEND is one IAC command).
  * The raw stream is also escaped and decoded again, encoded as one SB and
  * decoded again, and run through the NVT filter whole and in two pieces.
@@ -44,6 +47,7 @@ struct log {
 	struct telnet *t;
 	bool negotiate;		/* request from inside the callback */
 	bool inplace;		/* feed through telnet_input_inplace() */
+	bool dataprefix;	/* ... or telnet_input_data() between */
 	bool call_data;		/* the last event of this call was DATA */
 };
 
@@ -133,6 +137,58 @@ log_cb(void *arg, const struct telnet_event *ev)
 		    ev->cmd == TELNET_DONT, (ev->opt & 4) != 0);
 }
 
+/*
+ * Feed one piece the way vm.c's read path may: the console data at its
+ * front with telnet_input_data() (reported to the log as the DATA event it
+ * stands for), then one byte with telnet_input(), and so on. Checks the
+ * contract at each call: nothing taken outside the data state, the state
+ * unchanged, what was taken is exactly the escaped form of what came out,
+ * and it stopped only at an IAC that is not half of a pair in the piece.
+ */
+static void
+feed_dataprefix(struct log *l, const uint8_t *p, size_t len)
+{
+	struct telnet_event ev;
+	uint8_t *dst, *esc;
+	size_t k, dlen, elen;
+	bool data;
+
+	CHECK((dst = malloc(len ? len : 1)) != NULL);
+	CHECK((esc = malloc(2 * len + 1)) != NULL);
+	while (len > 0) {
+		data = telnet_in_data(l->t);
+		k = telnet_input_data(l->t, p, len, dst, &dlen);
+		CHECK(k <= len && dlen <= k);
+		CHECK(telnet_in_data(l->t) == data);
+		CHECK(data || (k == 0 && dlen == 0));
+		elen = telnet_escape(esc, dst, dlen);
+		CHECK(elen == k && (k == 0 || memcmp(esc, p, k) == 0));
+		if (data && k < len)
+			CHECK(p[k] == TELNET_IAC &&
+			    (k + 1 == len || p[k + 1] != TELNET_IAC));
+		if (dlen > 0) {
+			memset(&ev, 0, sizeof(ev));
+			ev.type = TELNET_EV_DATA;
+			ev.data = dst;
+			ev.len = dlen;
+			l->in = dst;
+			l->inlen = dlen;
+			log_cb(l, &ev);
+		}
+		p += k;
+		len -= k;
+		if (len == 0)
+			break;
+		l->in = p;
+		l->inlen = 1;
+		telnet_input(l->t, p, 1);
+		p++;
+		len--;
+	}
+	free(esc);
+	free(dst);
+}
+
 /* Feed one piece, telling the log where DATA may point. */
 static void
 feed(struct log *l, const uint8_t *p, size_t len)
@@ -146,7 +202,9 @@ feed(struct log *l, const uint8_t *p, size_t len)
 	l->in = copy;
 	l->inlen = len;
 	l->call_data = false;
-	if (l->inplace)
+	if (l->dataprefix)
+		feed_dataprefix(l, copy, len);
+	else if (l->inplace)
 		telnet_input_inplace(l->t, copy, len);
 	else
 		telnet_input(l->t, copy, len);
@@ -156,14 +214,15 @@ feed(struct log *l, const uint8_t *p, size_t len)
 /* Decode in[0..len) cut at split (or byte by byte if bytewise). */
 static void
 run(struct log *l, const uint8_t *in, size_t len, size_t split,
-    bool bytewise, uint32_t sb_max, bool inplace)
+    bool bytewise, uint32_t sb_max, int mode)
 {
 	struct telnet t;
 	size_t i;
 
 	memset(l, 0, sizeof(*l));
 	l->t = &t;
-	l->inplace = inplace;
+	l->inplace = mode == 1;
+	l->dataprefix = mode == 2;
 	l->sb_max = sb_max;
 	l->negotiate = true;
 	telnet_init(&t, log_cb, l);
@@ -222,16 +281,16 @@ log_free(struct log *l)
 }
 
 /*
- * Escape in, decode it again (const and in place): all DATA, the same
- * bytes; in place, one DATA event per call at most.
+ * Escape in, decode it again (const, in place, data prefix): all DATA, the
+ * same bytes; in place, one DATA event per call at most.
  */
 static void
 check_escape(const uint8_t *in, size_t len, size_t split)
 {
 	struct log l;
 	struct telnet t;
-	uint8_t *enc;
-	size_t elen, i;
+	uint8_t *enc, *dec;
+	size_t elen, dlen, i;
 	int mode;
 
 	CHECK((enc = malloc(2 * len + 1)) != NULL);
@@ -240,11 +299,19 @@ check_escape(const uint8_t *in, size_t len, size_t split)
 	CHECK(elen >= len && elen <= 2 * len);
 	if (split > elen)
 		split = elen;
-	for (mode = 0; mode < 2; mode++) {
+	/* Escaped data is console data only: telnet_input_data takes all. */
+	CHECK((dec = malloc(elen + 1)) != NULL);
+	telnet_init(&t, NULL, NULL);
+	CHECK(telnet_input_data(&t, enc, elen, dec, &dlen) == elen);
+	CHECK(dlen == len && (len == 0 || memcmp(dec, in, len) == 0));
+	telnet_free(&t);
+	free(dec);
+	for (mode = 0; mode < 3; mode++) {
 		memset(&l, 0, sizeof(l));
 		l.t = &t;
 		l.sb_max = TELNET_SB_MAX;
 		l.inplace = mode == 1;
+		l.dataprefix = mode == 2;
 		telnet_init(&t, log_cb, &l);
 		feed(&l, enc, split);
 		feed(&l, enc + split, elen - split);
@@ -343,16 +410,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	split = len * data[0] / 255;
 	sb_max = (data[0] & 1) ? 16 : TELNET_SB_MAX;
 
-	run(&whole, in, len, len, false, sb_max, false);
-	for (mode = 0; mode < 2; mode++) {
-		if (mode == 1) {
-			run(&two, in, len, len, false, sb_max, true);
+	run(&whole, in, len, len, false, sb_max, 0);
+	for (mode = 0; mode < 3; mode++) {
+		if (mode > 0) {
+			run(&two, in, len, len, false, sb_max, mode);
 			CHECK(log_equal(&whole, &two));
 			log_free(&two);
 		}
-		run(&two, in, len, split, false, sb_max, mode == 1);
+		run(&two, in, len, split, false, sb_max, mode);
 		CHECK(log_equal(&whole, &two));
-		run(&bytes, in, len, 0, true, sb_max, mode == 1);
+		run(&bytes, in, len, 0, true, sb_max, mode);
 		CHECK(log_equal(&whole, &bytes));
 		log_free(&two);
 		log_free(&bytes);

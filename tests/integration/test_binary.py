@@ -151,6 +151,86 @@ class BinaryTest(vspctest.VspcTestCase):
         self.d.wait_ports(
             lambda ps: ps[0]['bytes_from_vm'] == len(payload))
 
+    def test_vm_to_client_pure_read_then_split_iac(self):
+        """A read that is console data only (every 0xFF doubled) goes to
+        clients as the VM sent it (`wire_bytes` counts it) and is
+        un-doubled for log and replay in one pass. Here such reads end
+        between the two IACs of a pair or between IAC and its command, and
+        the next read starts with the other half; other reads have commands
+        inside. A binary client, a raw client (the bytes on its link), a
+        client attached afterwards (the replay) and the console log must
+        all see the same bytes as the VM's console wrote."""
+        self.d.stop()
+        self.d = self.daemon(['--replay-telnet'])
+        vm = self.raw_vm(self.d)
+        vm.identify(name='vm-split', uuid=vspctest.esxi_uuid(0xb4, 4))
+        ps = self.d.wait_ports(lambda ps: len(ps) == 1)
+        pid = ps[0]['id']
+        tn = self.attach(ps[0])
+        raw = self.attach(ps[0], 2, raw=True)
+        raw.read_available(0.3)       # the negotiation offer
+
+        def console(n, seed):
+            x = seed
+            out = bytearray()
+            for i in range(n):
+                x = (x * 1103515245 + 12345) & 0xffffffff
+                out.append(0xff if (x >> 16) % 40 == 0 else
+                           (x >> 8) & 0xff)
+            return bytes(out)
+
+        def esc(b):
+            return b.replace(b'\xff', b'\xff\xff')
+
+        want = bytearray()
+
+        def step(wire, data):
+            """Send wire, which adds data to the console; wait for it."""
+            want.extend(data)
+            vm.send(wire)
+            self.d.wait_ports(
+                lambda ps: ps[0]['bytes_from_vm'] == len(want))
+
+        # A pure read ending in the first IAC of a pair, then the second
+        # one with more pure data, ending in a lone IAC again.
+        a = console(3000, 1) + b'\xff'
+        step(esc(a)[:-1], a[:-1])
+        wire1 = self.d.wait_ports(lambda ps: ps[0]['wire_bytes'] > 0)
+        self.assertEqual(wire1[0]['wire_bytes'], len(a) - 1)
+        b = console(2000, 2) + b'\xff'
+        step(b'\xff' + esc(b)[:-1], b'\xff' + b[:-1])
+        # The pair's second half, a command inside, more data.
+        c = console(1000, 3)
+        step(b'\xff' + esc(c) + bytes([IAC, 241]) + esc(c),
+             b'\xff' + c + c)
+        # A pure read ending in an IAC whose command comes next: NOP, and
+        # IAC WILL split before its option (refused: DONT back).
+        d = console(1500, 4)
+        step(esc(d) + b'\xff', d)
+        step(bytes([241]) + esc(d) + bytes([IAC, WILL]), d)
+        step(bytes([1]) + esc(d) + b'\xff\xff', d + b'\xff')
+        # Small reads (under 512 bytes: escaped as before).
+        e = console(100, 5)
+        step(esc(e), e)
+        step(esc(e) + b'\xff', e)
+        step(b'\xff' + esc(e), b'\xff' + e)
+        want = bytes(want)
+        self.assertEqual(tn.read_exactly(len(want), 10), want)
+        self.assertEqual(tn.read_available(0.2), b'')
+        self.assertEqual(raw.read_exactly(len(esc(want)), 10), esc(want))
+        self.assertEqual(raw.read_available(0.2), b'')
+        ps = self.d.wait_ports(lambda ps: True)
+        self.assertGreater(ps[0]['wire_bytes'], len(a) + len(b) + len(d))
+        self.assertLess(ps[0]['wire_bytes'], len(want))
+        late = self.attach(ps[0], 3)
+        self.assertEqual(late.read_exactly(len(want), 10), want)
+        self.assertEqual(late.read_available(0.2), b'')
+        vm.close()
+        self.d.stop()
+        path = os.path.join(self.d.state_dir, 'logs', pid + '.log')
+        with open(path, 'rb') as f:
+            self.assertEqual(f.read(), want)
+
     # -- client -> VM --
 
     def test_client_to_vm_sim(self):

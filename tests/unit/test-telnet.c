@@ -174,10 +174,73 @@ rec_cb(void *arg, const struct telnet_event *ev)
 
 /*
  * Every test that feeds input does it through tn_input(), run once with
- * telnet_input() and once with telnet_input_inplace() on a heap copy (the
- * recorder coalesces adjacent DATA, so both must render the same).
+ * telnet_input(), once with telnet_input_inplace() on a heap copy and once
+ * with telnet_input_data() wherever the parser is in the data state (the
+ * recorder coalesces adjacent DATA, so all must render the same).
  */
 static bool inplace;
+static bool dataprefix;
+static size_t dataprefix_bad;	/* telnet_input_data broke its contract */
+
+/* Render the data telnet_input_data() took as the DATA event it stands for. */
+static void
+tn_emit_data(struct telnet *t, const uint8_t *p, size_t len)
+{
+	struct telnet_event ev;
+
+	if (len == 0 || t->cb == NULL)
+		return;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = TELNET_EV_DATA;
+	ev.data = p;
+	ev.len = len;
+	t->cb(t->arg, &ev);
+}
+
+/*
+ * Feed n bytes as vm.c's read path may: the console data at the front with
+ * telnet_input_data(), then one byte through telnet_input_inplace(), and so
+ * on. Checks the contract as it goes: what was taken is the escaped form
+ * of what came out, it stops only at an IAC that is not half of a pair
+ * inside the piece, and nothing is taken outside the data state.
+ */
+static void
+tn_input_dataprefix(struct telnet *t, const uint8_t *in, size_t n)
+{
+	uint8_t *base, *copy, *dst, *esc;
+	size_t k, dlen, elen;
+	bool data;
+
+	/* Heap copies of the exact size, so ASan sees any overrun. */
+	if ((base = copy = malloc(n > 0 ? n : 1)) == NULL ||
+	    (dst = malloc(n > 0 ? n : 1)) == NULL ||
+	    (esc = malloc(2 * n + 1)) == NULL)
+		abort();
+	if (n > 0)
+		memcpy(copy, in, n);
+	while (n > 0) {
+		data = telnet_in_data(t);
+		k = telnet_input_data(t, copy, n, dst, &dlen);
+		elen = telnet_escape(esc, dst, dlen);
+		if ((!data && (k != 0 || dlen != 0)) || k > n ||
+		    telnet_in_data(t) != data || elen != k ||
+		    memcmp(esc, copy, k) != 0 ||
+		    (data && k < n && (copy[k] != TELNET_IAC ||
+		    (k + 1 < n && copy[k + 1] == TELNET_IAC))))
+			dataprefix_bad++;
+		tn_emit_data(t, dst, dlen);
+		copy += k;
+		n -= k;
+		if (n == 0)
+			break;
+		telnet_input_inplace(t, copy, 1);
+		copy++;
+		n--;
+	}
+	free(esc);
+	free(dst);
+	free(base);
+}
 
 /* Feed n bytes the way this pass tests. */
 static void
@@ -185,6 +248,10 @@ tn_input(struct telnet *t, const uint8_t *in, size_t n)
 {
 	uint8_t *copy;
 
+	if (dataprefix) {
+		tn_input_dataprefix(t, in, n);
+		return;
+	}
 	if (!inplace) {
 		telnet_input(t, in, n);
 		return;
@@ -1411,6 +1478,170 @@ test_inplace_splits(void)
 	}
 }
 
+/* telnet_input_data, byte-exact: what it takes and what it writes. */
+static void
+test_input_data_cases(void)
+{
+	static const struct {
+		const char *before;	/* fed first with telnet_input() */
+		const char *in;
+		size_t took;
+		const char *out;
+	} cases[] = {
+		{ "", "", 0, "" },
+		{ "", "31 32 33", 3, "31 32 33" },
+		{ "", "31 ff ff 32", 4, "31 ff 32" },
+		{ "", "ff ff", 2, "ff" },
+		{ "", "ff ff ff ff", 4, "ff ff" },
+		{ "", "ff ff 00 ff ff", 5, "ff 00 ff" },
+		/* A lone IAC at the end: its partner is in the next read. */
+		{ "", "ff", 0, "" },
+		{ "", "31 ff", 1, "31" },
+		{ "", "31 ff ff ff", 3, "31 ff" },
+		/* Commands stop it. */
+		{ "", "31 ff f1 32", 1, "31" },
+		{ "", "ff f1 32", 0, "" },
+		{ "", "31 ff ff 32 ff fb 01 33", 4, "31 ff 32" },
+		{ "", "31 ff fa e8 01 ff f0", 1, "31" },
+		{ "", "31 ff f0", 1, "31" },
+		/* Not in the data state: nothing. */
+		{ "ff", "ff 31", 0, "" },
+		{ "ff fb", "01 31", 0, "" },
+		{ "ff fa", "e8 31", 0, "" },
+		{ "ff fa e8", "31 32 ff f0", 0, "" },
+		{ "ff fa e8 31 ff", "ff 32", 0, "" },
+		/* After a complete command: data again. */
+		{ "31 ff f1", "32 33", 2, "32 33" },
+		{ "ff fa e8 31 ff f0", "ff ff 32", 3, "ff 32" },
+	};
+	uint8_t before[64], in[64], out[64], *dst;
+	struct telnet t;
+	struct rec r;
+	size_t i, nb, n, nout, took, dlen;
+	bool data;
+
+	memset(&r, 0, sizeof(r));
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		nb = t_hex(cases[i].before, before, sizeof(before));
+		n = t_hex(cases[i].in, in, sizeof(in));
+		nout = t_hex(cases[i].out, out, sizeof(out));
+		rec_reset(&r);
+		telnet_init(&t, rec_cb, &r);
+		telnet_input(&t, before, nb);
+		rec_reset(&r);
+		data = telnet_in_data(&t);
+		if ((dst = malloc(n > 0 ? n : 1)) == NULL)
+			abort();
+		took = telnet_input_data(&t, in, n, dst, &dlen);
+		if (took != cases[i].took)
+			t_fail(__FILE__, __LINE__, "case %zu: took %zu, want %zu",
+			    i, took, cases[i].took);
+		ASSERT_MEM_EQ(dst, dlen, out, nout);
+		ASSERT_TRUE(telnet_in_data(&t) == data);
+		ASSERT_STR_EQ(rec_str(&r), "");	/* no events */
+		free(dst);
+		telnet_free(&t);
+	}
+	rec_free(&r);
+}
+
+/*
+ * 16 KiB of console data with 1 % 0xFF, doubled on the wire, is taken in
+ * one call and comes out as the console data.
+ */
+static void
+test_input_data_whole(void)
+{
+	static uint8_t src[16384], wire[2 * 16384], dst[2 * 16384];
+	struct telnet t;
+	size_t wn, took, dlen, last;
+
+	fill_console(src, sizeof(src), 999);
+	wn = telnet_escape(wire, src, sizeof(src));
+	ASSERT_TRUE(wn > sizeof(src));
+	telnet_init(&t, NULL, NULL);
+	took = telnet_input_data(&t, wire, wn, dst, &dlen);
+	ASSERT_SIZE_EQ(took, wn);
+	ASSERT_MEM_EQ(dst, dlen, src, sizeof(src));
+	/* Cut between the two IACs of the last pair: all but the first. */
+	for (last = wn - 1; wire[last] != 0xff; last--)
+		;
+	took = telnet_input_data(&t, wire, last, dst, &dlen);
+	ASSERT_SIZE_EQ(took, last - 1);
+	ASSERT_MEM_EQ(dst, dlen, src, dlen);
+	ASSERT_TRUE(telnet_in_data(&t));
+	telnet_free(&t);
+}
+
+/*
+ * Data with doubled IACs and commands, split in two at every offset, each
+ * piece fed as vm.c's read path may (tn_input_dataprefix): the same
+ * events as telnet_input() of the whole, and the contract holds.
+ */
+static void
+test_input_data_splits(void)
+{
+	static const uint8_t cmds[][8] = {
+		{ 0xff, 0xf1 }, { 0xff, 0xfb, 0x7b }, { 0xff, 0xf6 },
+		{ 0xff, 0xfa, 0x7b, 0xff, 0xff, 0x01, 0xff, 0xf0 },
+	};
+	static const size_t cmdlen[] = { 2, 3, 2, 8 };
+	uint8_t src[600], wire[1600];
+	struct telnet t;
+	struct rec whole, r;
+	size_t wn = 0, i, cut, run, c;
+	uint32_t x = 4711;
+	bool saved = dataprefix;
+
+	fill_console(src, sizeof(src), 31337);
+	for (i = 0; i < sizeof(src); i += run) {
+		x = x * 1103515245u + 12345u;
+		run = 1 + (x >> 16) % 120;
+		if (run > sizeof(src) - i)
+			run = sizeof(src) - i;
+		wn += telnet_escape(wire + wn, src + i, run);
+		if ((x >> 8) % 3 == 0) {
+			c = (x >> 10) % 4;
+			memcpy(wire + wn, cmds[c], cmdlen[c]);
+			wn += cmdlen[c];
+		}
+	}
+	ASSERT_TRUE(wn <= sizeof(wire));
+	memset(&whole, 0, sizeof(whole));
+	memset(&r, 0, sizeof(r));
+	rec_reset(&whole);
+	telnet_init(&t, rec_cb, &whole);
+	telnet_input(&t, wire, wn);
+	telnet_free(&t);
+	dataprefix = true;
+	dataprefix_bad = 0;
+	for (cut = 0; cut <= wn; cut++) {
+		rec_reset(&r);
+		telnet_init(&t, rec_cb, &r);
+		tn_input(&t, wire, cut);
+		tn_input(&t, wire + cut, wn - cut);
+		telnet_free(&t);
+		if (strcmp(rec_str(&r), rec_str(&whole)) != 0) {
+			dataprefix = saved;
+			t_fail(__FILE__, __LINE__, "cut %zu/%zu differs", cut,
+			    wn);
+			break;
+		}
+	}
+	dataprefix = saved;
+	ASSERT_SIZE_EQ(dataprefix_bad, 0);
+	ASSERT_MEM_EQ(r.data.p, r.data.len, whole.data.p, whole.data.len);
+	rec_free(&whole);
+	rec_free(&r);
+}
+
+/* No telnet_input_data call of pass 3 broke its contract. */
+static void
+test_input_data_contract(void)
+{
+	ASSERT_SIZE_EQ(dataprefix_bad, 0);
+}
+
 /* Run all tests. */
 int
 main(void)
@@ -1447,5 +1678,26 @@ main(void)
 	t_run("inplace: test_property_escape", test_property_escape);
 	T_RUN(test_inplace_coalesce);
 	T_RUN(test_inplace_splits);
+
+	/* Pass 3: console data taken with telnet_input_data() in between. */
+	inplace = false;
+	dataprefix = true;
+	t_run("dataprefix: test_tv9", test_tv9);
+	t_run("dataprefix: test_tv9_split_read", test_tv9_split_read);
+	t_run("dataprefix: test_malformed", test_malformed);
+	t_run("dataprefix: test_capture_stream0", test_capture_stream0);
+	t_run("dataprefix: test_q_receive", test_q_receive);
+	t_run("dataprefix: test_q_request", test_q_request);
+	t_run("dataprefix: test_q_sequences", test_q_sequences);
+	t_run("dataprefix: test_q_no_loop", test_q_no_loop);
+	t_run("dataprefix: test_reentrant_request", test_reentrant_request);
+	t_run("dataprefix: test_sb_cap", test_sb_cap);
+	t_run("dataprefix: test_encode", test_encode);
+	t_run("dataprefix: test_property_escape", test_property_escape);
+	T_RUN(test_input_data_contract);
+	dataprefix = false;
+	T_RUN(test_input_data_cases);
+	T_RUN(test_input_data_whole);
+	T_RUN(test_input_data_splits);
 	return (t_summary());
 }
