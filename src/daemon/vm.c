@@ -282,7 +282,12 @@ vm_claim_timeout(struct vm_session *vs)
 	vm_try_bind(vs);
 }
 
-/* Bind the session to its port once UUID and service URI are known. */
+/*
+ * Bind the session to its port once UUID and service URI are known. Inside
+ * a read this waits for the end of the read (vm_bind_due), so a VM-NAME
+ * that came with the UUID, as it usually does, is in the port's first save
+ * and in the "bound" line.
+ */
 static void
 vm_try_bind(struct vm_session *vs)
 {
@@ -294,6 +299,10 @@ vm_try_bind(struct vm_session *vs)
 	    vs->peer_of != NULL || vs->peer_rejected || vs->late_port != NULL ||
 	    vs->claiming != NULL)
 		return;
+	if (vs->in_read) {
+		vs->bind_due = true;
+		return;
+	}
 	p = port_find_key(vs->uuid, vs->uri);
 	if (p == NULL)
 		p = port_create(vs->uuid, vs->uri, vs->direction, vs->name);
@@ -320,6 +329,20 @@ vm_try_bind(struct vm_session *vs)
 		evbuffer_drain(vs->prebind, len);
 	}
 	vm_pause_read(vs, false);
+}
+
+/* Do a bind put off by vm_try_bind now (end of the read, or a vMotion). */
+static void
+vm_bind_due(struct vm_session *vs)
+{
+	bool in_read = vs->in_read;
+
+	if (!vs->bind_due)
+		return;
+	vs->bind_due = false;
+	vs->in_read = false;
+	vm_try_bind(vs);
+	vs->in_read = in_read;
 }
 
 /* Handle DO-PROXY. */
@@ -461,6 +484,7 @@ vm_ext(struct vm_session *vs, const uint8_t *sb, size_t len)
 		    log_escape(m.payload, m.len));
 		break;
 	case VMWEXT_VMOTION_BEGIN:
+		vm_bind_due(vs);	/* bound as it was before this read */
 		vmotion_begin(vs, m.payload, m.len);
 		break;
 	case VMWEXT_VMOTION_PEER:
@@ -704,6 +728,7 @@ vm_read_cb(struct bufferevent *bev, void *arg)
 	 * for the pre-identification cap: the identity may be in there. The
 	 * hold buffer is thus bounded by the cap plus one read watermark.
 	 */
+	vs->in_read = true;
 	if (vm_read_more(vs, in) == -1)
 		return;		/* closed */
 	while (!vs->dead && (total = evbuffer_get_length(in)) > 0) {
@@ -723,6 +748,8 @@ vm_read_cb(struct bufferevent *bev, void *arg)
 		}
 		evbuffer_drain(in, total);
 	}
+	vs->in_read = false;
+	vm_bind_due(vs);
 	if (vs->dead)
 		vm_close(vs, "protocol violation");
 }

@@ -291,6 +291,8 @@ struct vm_session {
 	struct port		*claiming;	/* waiting to take this port */
 	struct port		*late_port;	/* old source after COMPLETE */
 	bool			 peer_rejected;	/* sent a bad PEER: never bind */
+	bool			 in_read;	/* in vm_read_cb */
+	bool			 bind_due;	/* bind at the end of this read */
 	bool			 late_logged;
 	struct evbuffer		*prebind;	/* console data before bind */
 	struct event		*timer;		/* ident or drain deadline */
