@@ -30,14 +30,6 @@
 
 #define VM_READ_CHUNK		16384
 /*
- * libevent 2.1 reads at most 4 KiB per read callback (EVBUFFER_MAX_READ in
- * evbuffer_read; bufferevent_set_max_single_read cannot raise it), so the
- * read callback reads on from a plain socket itself, VM_READ_MORE at a
- * time and up to VM_READ_BUDGET per callback (so one busy VM does not hold
- * the loop).
- */
-#define VM_LIBEVENT_READ	4096	/* EVBUFFER_MAX_READ */
-/*
  * A little under 32 KiB: a read's decoded bytes go into one replay-ring
  * chain (port_output_space), which libevent sizes as the next power of two
  * above the bytes plus its chain header; at 32 KiB exactly each chain
@@ -146,6 +138,21 @@ vm_send_gets(struct vm_session *vs)
 		vm_send_ext(vs, VMWEXT_GET_VM_NAME, NULL, 0, NULL, 0);
 }
 
+/* Read the VM connection or stop reading it (vs->rev, or the TLS bev). */
+static void
+vm_read_enable(struct vm_session *vs, bool on)
+{
+	if (vs->rev != NULL) {
+		if (on)
+			event_add(vs->rev, NULL);
+		else
+			event_del(vs->rev);
+	} else if (on)
+		bufferevent_enable(vs->bev, EV_READ);
+	else
+		bufferevent_disable(vs->bev, EV_READ);
+}
+
 /* Stop or resume reading from the VM. */
 static void
 vm_pause_read(struct vm_session *vs, bool pause)
@@ -153,10 +160,7 @@ vm_pause_read(struct vm_session *vs, bool pause)
 	if (pause == vs->read_paused)
 		return;
 	vs->read_paused = pause;
-	if (pause)
-		bufferevent_disable(vs->bev, EV_READ);
-	else
-		bufferevent_enable(vs->bev, EV_READ);
+	vm_read_enable(vs, !pause);
 }
 
 /* Parse the VM-side allowlist (start and reload). */
@@ -659,60 +663,50 @@ codec:
 }
 
 /*
- * The plain-TCP read path: what libevent read (at most 4 KiB, see
- * VM_READ_MORE) is moved into a chunk (vm_rd) and the socket is read on
- * behind it, so a callback decodes (vm_decode) and fans out up to
- * VM_READ_MORE at a time, up to VM_READ_BUDGET. Stops when the socket is
+ * The plain-TCP read path. The socket is read here, straight into the chunk
+ * vm_rd (the bufferevent only writes: its reads would cost an FIONREAD
+ * ioctl, at most 4 KiB and a copy each), VM_READ_MORE at a time and up to
+ * VM_READ_BUDGET per callback, so one busy VM does not hold the loop; each
+ * read is decoded (vm_decode) before the next. Stops when the socket is
  * drained, the budget is spent, reading is paused (pre-bind cap) or the
- * session is dead or retiring (whose reads are off); TLS sessions, and
- * input left by a pause, take the evbuffer path in vm_read_cb. EOF is left
- * for libevent's next read to report; an error closes the session here
- * (this read consumed it). Returns -1 if the session was closed.
+ * session is dead or retiring. EOF and errors close the session.
  */
-static int
-vm_read_more(struct vm_session *vs, struct evbuffer *in)
+static void
+vm_sock_read_cb(evutil_socket_t fd, short events, void *arg)
 {
-	uint8_t *buf;
-	size_t have, budget = VM_READ_BUDGET;
-	evutil_socket_t fd;
+	struct vm_session *vs = arg;
+	size_t budget = VM_READ_BUDGET;
 	ssize_t n;
-	int r, err;
-	bool more;
 
-	if (evbuffer_get_length(in) > VM_READ_MORE || tls_bev_is_tls(vs->bev))
-		return (0);
-	fd = bufferevent_getfd(vs->bev);
-	/* libevent read less than its 4 KiB: the socket is drained. */
-	more = evbuffer_get_length(in) >= VM_LIBEVENT_READ;
+	vs->in_read = true;
 	while (budget > 0 && !vs->dead && !vs->read_paused &&
 	    !vs->retiring) {
-		/* Older bytes first: all of libevent's, then the socket. */
-		buf = vm_read_chunk()->data;
-		if ((r = evbuffer_remove(in, buf, VM_READ_MORE)) < 0)
-			return (0);
-		have = (size_t)r;
-		n = more ? read(fd, buf + have, VM_READ_MORE - have) : 0;
-		more = true;
-		err = n == -1 ? errno : 0;
-		if (n > 0)
-			have += (size_t)n;
-		if (have > 0)
-			vm_decode(vs, have);
-		if (err != 0 && err != EAGAIN && err != EINTR) {
-			vm_close(vs, strerror(err));
-			return (-1);
+		n = read(fd, vm_read_chunk()->data, VM_READ_MORE);
+		if (n == 0) {
+			vm_close(vs, "closed by host");
+			return;
 		}
-		if (have < VM_READ_MORE)
-			break;		/* drained, or EOF for libevent */
-		budget -= have;
+		if (n == -1) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			vm_close(vs, strerror(errno));
+			return;
+		}
+		vm_decode(vs, (size_t)n);
+		if ((size_t)n < VM_READ_MORE)
+			break;		/* drained, most likely */
+		budget -= (size_t)n;
 	}
-	return (0);
+	vs->in_read = false;
+	vm_bind_due(vs);
+	if (vs->dead)
+		vm_close(vs, "protocol violation");
 }
 
 /*
- * Read what the host sent, in order, without copying: the codec decodes in
- * place in the input buffer's own chains (filled only by the socket or TLS
- * read, so writable), and the chunk is drained after.
+ * TLS: read what the host sent, in order, without copying: the codec
+ * decodes in place in the input buffer's own chains (filled only by the
+ * TLS read, so writable), and the chunk is drained after.
  */
 static void
 vm_read_cb(struct bufferevent *bev, void *arg)
@@ -729,8 +723,6 @@ vm_read_cb(struct bufferevent *bev, void *arg)
 	 * hold buffer is thus bounded by the cap plus one read watermark.
 	 */
 	vs->in_read = true;
-	if (vm_read_more(vs, in) == -1)
-		return;		/* closed */
 	while (!vs->dead && (total = evbuffer_get_length(in)) > 0) {
 		n = evbuffer_peek(in, VM_READ_CHUNK, NULL, v, nitems(v));
 		if (n > (int)nitems(v))
@@ -880,9 +872,13 @@ vm_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	/* TLS: the handshake runs first; the ident deadline covers it. */
 	if (arg == TLS_LISTENER)
 		vs->bev = tls_bev_accept(fd, true);
-	else
-		vs->bev = bufferevent_socket_new(ev_base, fd,
-		    BEV_OPT_CLOSE_ON_FREE);
+	else if ((vs->rev = event_new(ev_base, fd, EV_READ | EV_PERSIST,
+	    vm_sock_read_cb, vs)) != NULL &&
+	    (vs->bev = bufferevent_socket_new(ev_base, fd,
+	    BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		event_free(vs->rev);
+		vs->rev = NULL;
+	}
 	if (vs->bev == NULL) {
 		log_warnx("vm %s: cannot create bufferevent", vs->addr);
 		source_count(SOURCE_VM, sa, -1);
@@ -901,11 +897,14 @@ vm_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	bufferevent_setwatermark(vs->bev, EV_WRITE, cfg.vm_queue / 2, 0);
 	bufferevent_setwatermark(vs->bev, EV_READ, 0, 4 * VM_READ_CHUNK);
 	/*
-	 * Plain TCP: EV_WRITE is enabled by the first write that has to be
-	 * queued (vm_send_data, bev_queue); most connections never need it.
+	 * Plain TCP: vs->rev reads; the bufferevent only writes, and its
+	 * EV_WRITE is enabled by the first write that has to be queued
+	 * (vm_send_data, bev_queue); most connections never need it.
 	 */
-	bufferevent_enable(vs->bev, arg == TLS_LISTENER ? EV_READ | EV_WRITE :
-	    EV_READ);
+	if (vs->rev != NULL)
+		event_add(vs->rev, NULL);
+	else
+		bufferevent_enable(vs->bev, EV_READ | EV_WRITE);
 
 	telnet_init(&vs->tn, vm_telnet_cb, vs);
 	vs->tn.sb_max = (uint32_t)cfg.sb_max;
@@ -935,7 +934,7 @@ vm_retire(struct vm_session *vs)
 
 	vs->retiring = true;
 	vs->port = NULL;
-	bufferevent_disable(vs->bev, EV_READ);
+	vm_read_enable(vs, false);
 	if (vm_queue_len(vs) == 0) {
 		/* Close from the loop, not from inside the caller. */
 		tv.tv_sec = 0;
@@ -989,6 +988,8 @@ vm_close(struct vm_session *vs, const char *reason)
 		log_info("vm %s: closed: %s", vs->addr, reason);
 	TAILQ_REMOVE(&vm_sessions, vs, entry);
 	n_vm_sessions--;
+	if (vs->rev != NULL)
+		event_free(vs->rev);
 	bev_uncork(vs->bev);
 	bufferevent_free(vs->bev);
 	evbuffer_free(vs->prebind);

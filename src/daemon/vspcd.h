@@ -296,6 +296,7 @@ struct vm_session {
 	bool			 late_logged;
 	struct evbuffer		*prebind;	/* console data before bind */
 	struct event		*timer;		/* ident or drain deadline */
+	struct event		*rev;		/* plain TCP: reads (vm_sock_read_cb) */
 
 	char			 addr[64];
 	char			 uuid[33];
