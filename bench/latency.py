@@ -29,7 +29,8 @@ def run(name, vms, rate, nproc=1, port_range="0", dur=DUR):
               "--clients-per-vm", 1, "--rate", rate, "--record-size", 128,
               "--duration", dur, "--source", lib.sources(40 + i, 8),
               "--ramp-timeout", 120] +
-             (["--wait-connections", vms] if nproc > 1 else [])
+             (["--wait-connections", vms, "--wait-clients", vms]
+              if nproc > 1 else [])
              for i in range(nproc)]
     with lib.Daemon(port_range=port_range) as d:
         rs = lib.run_bench(d, procs, timeout=dur + 240)

@@ -246,6 +246,7 @@ static struct {
 	bool quiet;
 	long daemon_pid;
 	uint32_t wait_conns;		/* --wait-connections */
+	uint32_t wait_clients;		/* --wait-clients */
 	bool tls;			/* --tls */
 	struct simtls_opts tls_opts;
 
@@ -858,7 +859,7 @@ fetch_client_ports(void)
  * the whole fleet. Returns the count seen, 0 if unknown.
  */
 static uint32_t
-wait_connections(uint32_t n)
+wait_connections(const char *key, uint32_t n)
 {
 	uint64_t t0 = now_ns();
 	long long have = 0;
@@ -867,7 +868,7 @@ wait_connections(uint32_t n)
 
 	while (secs(t0, now_ns()) < b.ramp_timeout) {
 		if ((body = http_get("/healthz", &blen)) != NULL) {
-			have = json_num(body, body + blen, "vm_connections");
+			have = json_num(body, body + blen, key);
 			free(body);
 			if (have >= (long long)n)
 				break;
@@ -2352,6 +2353,10 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 				    "--max-clients-per-source); use "
 				    "more --source addresses",
 				    b.clients_failed);
+			if (b.wait_clients > 0 && b.have_admin)
+				bench_note("daemon holds %" PRIu32 " clients",
+				    wait_connections("clients",
+				    b.wait_clients));
 			run_start();
 		}
 		break;
@@ -2387,7 +2392,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 
 ramp_done:
 	if (b.wait_conns > 0 && b.have_admin) {
-		b.fleet = wait_connections(b.wait_conns);
+		b.fleet = wait_connections("vm_connections", b.wait_conns);
 		bench_note("daemon holds %" PRIu32 " VM connections", b.fleet);
 	}
 	{
@@ -2671,6 +2676,7 @@ usage(FILE *f)
 "                  [--goahead-complete] [--vm-offset N] [--uuid-tag HEX8]\n"
 "                  [--name-prefix P] [--uri URI] [--ramp-timeout S]\n"
 "                  [--drain-timeout S] [--wait-connections N]\n"
+"                  [--wait-clients N]\n"
 "                  [--json FILE] [--quiet]\n"
 "                  [--tls [--tls-thumbprint HEX] [--tls-ca FILE]\n"
 "                   [--tls-servername NAME] [--tls-min V] [--tls-max V]]\n"
@@ -2695,7 +2701,11 @@ usage(FILE *f)
 "  --source LIST        bind VM and client connections to these addresses\n"
 "                       in turn (vspcd caps connections per source)\n"
 "  --wait-connections N several processes: after the ramp, wait until\n"
-"                       the daemon holds N VM connections (admin API)\n");
+"                       the daemon holds N VM connections (admin API)\n"
+"  --wait-clients N     several processes: after attaching, wait until the\n"
+"                       daemon holds N clients, so that no process measures\n"
+"                       while another still sets up (and linger 1 s at the\n"
+"                       end, while another may still measure)\n");
 	simtls_usage(f);
 	fprintf(f,
 "                       (--tls: VM connections only, clients stay plain;\n"
@@ -2762,6 +2772,7 @@ enum {
 	O_PID, O_VMS, O_CPV, O_SOURCE, O_CRATE, O_PENDING, O_RATE, O_RECSIZE,
 	O_DURATION, O_VRATE, O_VCOUNT, O_GCOMPLETE, O_OFFSET, O_TAG, O_PREFIX,
 	O_URI, O_RTIMEOUT, O_DTIMEOUT, O_JSON, O_QUIET, O_HELP, O_WAIT,
+	O_WAITCL,
 };
 
 /* Parse the command line into b. */
@@ -2795,6 +2806,7 @@ parse_options(int argc, char **argv)
 		{ "json", required_argument, NULL, O_JSON },
 		{ "quiet", no_argument, NULL, O_QUIET },
 		{ "wait-connections", required_argument, NULL, O_WAIT },
+		{ "wait-clients", required_argument, NULL, O_WAITCL },
 		{ "help", no_argument, NULL, O_HELP },
 		SIMTLS_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
@@ -2914,6 +2926,10 @@ parse_options(int argc, char **argv)
 			break;
 		case O_WAIT:
 			b.wait_conns = (uint32_t)parse_num("--wait-connections",
+			    optarg, 100000000);
+			break;
+		case O_WAITCL:
+			b.wait_clients = (uint32_t)parse_num("--wait-clients",
 			    optarg, 100000000);
 			break;
 		case O_HELP:
@@ -3039,5 +3055,14 @@ main(int argc, char **argv)
 	report_table();
 	if (b.json_path != NULL)
 		report_json(b.json_path);
+	if (b.wait_clients > 0) {
+		/*
+		 * Several processes started their windows together (within
+		 * one 100 ms poll): keep the connections a moment, so that
+		 * the daemon closing ours does not fall into another's
+		 * window.
+		 */
+		sleep(1);
+	}
 	return (b.exit_code);
 }
