@@ -52,6 +52,17 @@ def proc_cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def terminate(proc):
+    """SIGTERM, then SIGKILL if it has not exited within 30 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class Daemon:
     """One vspcd in the foreground with a temporary state dir."""
 
@@ -97,13 +108,7 @@ class Daemon:
         return len(os.listdir("/proc/%d/fd" % self.pid))
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.errlog.close()
         if os.environ.get("BENCH_KEEP") is None:
             shutil.rmtree(self.state, ignore_errors=True)
@@ -161,13 +166,7 @@ class NullVspc:
 
     def stop(self):
         """Stop it; self.tail is its last stderr line (the counters)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.proc.stdout.close()
         self.errlog.seek(0)
         lines = self.errlog.read().strip().splitlines()
