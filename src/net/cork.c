@@ -45,6 +45,15 @@ static struct {
 	uint8_t			 buf[CORK_MAX];
 } cork;
 
+/* True for a socket bufferevent with nothing queued (not TLS, no filter). */
+static int
+bev_idle_socket(struct bufferevent *bev)
+{
+	return (evbuffer_get_length(bufferevent_get_output(bev)) == 0 &&
+	    bufferevent_openssl_get_ssl(bev) == NULL &&
+	    bufferevent_get_underlying(bev) == NULL);
+}
+
 /*
  * Send at once on a plain-socket bufferevent with nothing queued. Returns
  * the bytes the socket took: 0 on a TLS bufferevent, behind queued bytes,
@@ -55,9 +64,7 @@ bev_send_now(struct bufferevent *bev, const void *data, size_t len)
 {
 	ssize_t n;
 
-	if (len == 0 || evbuffer_get_length(bufferevent_get_output(bev)) != 0 ||
-	    bufferevent_openssl_get_ssl(bev) != NULL ||
-	    bufferevent_get_underlying(bev) != NULL)
+	if (len == 0 || !bev_idle_socket(bev))
 		return (0);
 	n = send(bufferevent_getfd(bev), data, len,
 	    MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -104,10 +111,7 @@ bev_write(struct bufferevent *bev, const void *data, size_t len)
 	if (cork.bev != NULL && (cork.bev != bev ||
 	    cork.len + len > sizeof cork.buf))
 		bev_cork_flush();
-	if (cork.ev == NULL || len > sizeof cork.buf ||
-	    bufferevent_openssl_get_ssl(bev) != NULL ||
-	    bufferevent_get_underlying(bev) != NULL ||
-	    evbuffer_get_length(bufferevent_get_output(bev)) != 0) {
+	if (cork.ev == NULL || len > sizeof cork.buf || !bev_idle_socket(bev)) {
 		bev_queue(bev, data, len);
 		return;
 	}
