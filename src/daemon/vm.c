@@ -92,8 +92,7 @@ vm_send_data(struct vm_session *vs, const uint8_t *data, size_t len)
 {
 	bev_uncork(vs->bev);
 	evbuffer_add_escaped(bufferevent_get_output(vs->bev), data, len);
-	if (!(bufferevent_get_enabled(vs->bev) & EV_WRITE))
-		bufferevent_enable(vs->bev, EV_WRITE);
+	bev_queued(vs->bev);
 }
 
 /* Bytes queued toward the VM, not yet written to the socket. */

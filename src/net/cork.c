@@ -71,13 +71,23 @@ bev_send_now(struct bufferevent *bev, const void *data, size_t len)
 	return (n > 0 ? (size_t)n : 0);
 }
 
+/*
+ * Bytes were added to bev's output queue: make sure it writes them (a
+ * bufferevent written through here may have started with EV_READ alone).
+ */
+void
+bev_queued(struct bufferevent *bev)
+{
+	if (!(bufferevent_get_enabled(bev) & EV_WRITE))
+		bufferevent_enable(bev, EV_WRITE);
+}
+
 /* Queue on the bufferevent, which then writes when the socket is writable. */
 void
 bev_queue(struct bufferevent *bev, const void *data, size_t len)
 {
 	bufferevent_write(bev, data, len);
-	if (!(bufferevent_get_enabled(bev) & EV_WRITE))
-		bufferevent_enable(bev, EV_WRITE);
+	bev_queued(bev);
 }
 
 /* Send the corked bytes; queue what the socket did not take. */
